@@ -1,0 +1,305 @@
+"""The session store: one SQLite file (WAL mode) per session, written as the session runs.
+
+The log is the single source of truth for the console, replay, reports and export. Rows are
+buffered in memory and committed at least every ``flush_s`` seconds of wall time (0.5 s by
+default), so a SIGKILL loses at most the last second. The file is created with mode 0600 (its
+WAL and shared-memory files inherit that mode from SQLite) in a directory of mode 0700, and
+holds a pseudonymous patient id only.
+
+Tables (time ``t`` in seconds from session start; see README "Session files" for columns):
+meta, samples, features, decisions, commands, suds, events, scene.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+SUFFIX = ".session"
+PATIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "samples": (("t", "REAL"), ("wall", "REAL"), ("bpm", "REAL"), ("rr_ms", "TEXT"),
+                ("contact", "INTEGER"), ("source", "TEXT")),
+    "features": (("t", "REAL"), ("hr", "REAL"), ("baseline", "REAL"), ("hr_delta", "REAL"),
+                 ("hr_slope", "REAL"), ("rmssd", "REAL"), ("quality", "REAL"), ("lost", "INTEGER"),
+                 ("look_away", "REAL")),
+    "decisions": (("t", "REAL"), ("who", "TEXT"), ("name", "TEXT"), ("reason", "TEXT"),
+                  ("mode", "TEXT"), ("intensity", "REAL"),
+                  ("target_before", "REAL"), ("target_after", "REAL"),
+                  ("level_before", "INTEGER"), ("level_after", "INTEGER"),
+                  ("level_name_before", "TEXT"), ("level_name_after", "TEXT"),
+                  ("proposed", "REAL"), ("shield", "TEXT"), ("obs", "TEXT"), ("info", "TEXT")),
+    "commands": (("t", "REAL"), ("type", "TEXT"), ("origin", "TEXT"), ("payload", "TEXT"),
+                 ("accepted", "INTEGER"), ("error", "TEXT")),
+    "suds": (("t", "REAL"), ("value", "REAL"), ("origin", "TEXT"), ("asked_t", "REAL"),
+             ("level", "INTEGER"), ("intensity", "REAL")),
+    "events": (("t", "REAL"), ("kind", "TEXT"), ("detail", "TEXT")),
+    "scene": (("t", "REAL"), ("intensity", "REAL"), ("level", "INTEGER"), ("mode", "TEXT"),
+              ("paused", "INTEGER"), ("behaviour", "TEXT")),
+}
+KINDS = tuple(TABLES)
+
+
+class StoreError(Exception):
+    """A session file or directory that cannot be used; the message says how to fix it."""
+
+
+def validate_patient(pid: str) -> str:
+    if not isinstance(pid, str) or not PATIENT_RE.match(pid):
+        raise StoreError(
+            f"patient id {pid!r} is not a pseudonymous code: use 1-32 letters, digits, '-' or '_' "
+            "(e.g. P017), never a name")
+    return pid
+
+
+def ensure_dir(d: Path) -> Path:
+    d = Path(d).expanduser()
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise StoreError(f"cannot create sessions dir {d}: {e.strerror}; choose another with --sessions-dir") from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise StoreError(f"sessions dir {d} is not writable; choose another with --sessions-dir")
+    return d
+
+
+def _enc(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, separators=(",", ":"), default=_json_default)
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
+
+
+class SessionWriter:
+    """Append-only writer of one session file."""
+
+    def __init__(self, sessions_dir: Path, patient: str, meta: dict, flush_s: float = 0.5,
+                 session_id: str | None = None):
+        validate_patient(patient)
+        d = ensure_dir(sessions_dir)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.id = session_id or f"{stamp}-{patient}-{secrets.token_hex(2)}"
+        self.path = d / f"{self.id}{SUFFIX}"
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            raise StoreError(f"session file {self.path} already exists; refusing to overwrite it") from None
+        except OSError as e:
+            raise StoreError(f"cannot create {self.path}: {e.strerror}; choose another --sessions-dir") from None
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.db.execute("BEGIN")
+        self.db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        for name, cols in TABLES.items():
+            self.db.execute(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols)})")
+        self.db.execute("COMMIT")
+        self._sql = {name: f"INSERT INTO {name} VALUES ({', '.join('?' * len(cols))})"
+                     for name, cols in TABLES.items()}
+        self._buf: dict[str, list[tuple]] = {name: [] for name in TABLES}
+        self._meta: dict[str, object] = {}
+        self.flush_s = flush_s
+        self._last_flush = time.monotonic()
+        self.counts = {name: 0 for name in TABLES}
+        self.closed = False
+        self.set_meta(schema_version=SCHEMA_VERSION, session_id=self.id, patient=patient, **meta)
+        self.flush()
+
+    def set_meta(self, **kv) -> None:
+        self._meta.update(kv)
+
+    def write(self, kind: str, row: tuple) -> None:
+        self._buf[kind].append(row)
+        self.counts[kind] += 1
+
+    def write_dict(self, kind: str, row: dict) -> None:
+        self.write(kind, tuple(row.get(c) for c, _ in TABLES[kind]))
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        db = self.db
+        db.execute("BEGIN")
+        for name, rows in self._buf.items():
+            if rows:
+                db.executemany(self._sql[name], [tuple(_enc(v) for v in r) for r in rows])
+                rows.clear()
+        if self._meta:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [(k, json.dumps(v, default=_json_default)) for k, v in self._meta.items()])
+            self._meta.clear()
+        db.execute("COMMIT")
+        self._last_flush = time.monotonic()
+
+    def close(self, **final_meta) -> None:
+        if self.closed:
+            return
+        self.set_meta(**final_meta)
+        self.flush()
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
+        self.closed = True
+
+
+@dataclass
+class SessionInfo:
+    id: str
+    path: Path
+    meta: dict
+    counts: dict
+    duration_s: float
+
+    def summary(self) -> dict:
+        m = self.meta
+        return {
+            "id": self.id,
+            "patient": m.get("patient"),
+            "scene": m.get("scene"),
+            "start": m.get("started_at"),
+            "duration_s": round(self.duration_s, 1),
+            "samples": self.counts.get("samples", 0),
+            "controller": m.get("controller"),
+            "ended": m.get("end_reason") or "incomplete (no end recorded: crashed or killed)",
+            "path": str(self.path),
+        }
+
+
+class SessionReader:
+    """Read a session file; tolerant of a file cut short by a crash."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"no session file at {self.path}")
+        try:
+            # Open read-write when we can so SQLite replays a WAL left by a killed writer
+            # (the frames are recovered, nothing is modified).
+            mode = "rw" if os.access(self.path, os.W_OK) else "ro"
+            self.db = sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
+        if "meta" not in names:
+            raise StoreError(f"{self.path} is not a session file (no meta table)")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this software reads "
+                f"({SCHEMA_VERSION}); upgrade exposure to read it")
+        self.schema_version = version
+        self.tables = [t for t in KINDS if t in names]
+        self.meta = {}
+        for k, v in self.db.execute("SELECT key, value FROM meta"):
+            try:
+                self.meta[k] = json.loads(v)
+            except (TypeError, ValueError):
+                self.meta[k] = v
+        self.id = self.meta.get("session_id", self.path.stem)
+
+    def columns(self, kind: str) -> list[str]:
+        return [c for c, _ in TABLES[kind]]
+
+    def rows(self, kind: str) -> list[tuple]:
+        if kind not in self.tables:
+            return []
+        return self.db.execute(f"SELECT * FROM {kind} ORDER BY rowid").fetchall()
+
+    def records(self, kind: str) -> list[dict]:
+        cols = [d for d in self.db.execute(f"SELECT * FROM {kind} LIMIT 0").description] if kind in self.tables else []
+        names = [c[0] for c in cols]
+        return [dict(zip(names, r)) for r in self.rows(kind)]
+
+    def count(self, kind: str) -> int:
+        if kind not in self.tables:
+            return 0
+        return self.db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0]
+
+    def last_t(self) -> float:
+        best = 0.0
+        for kind in ("samples", "scene", "decisions", "events"):
+            if kind in self.tables:
+                v = self.db.execute(f"SELECT MAX(t) FROM {kind}").fetchone()[0]
+                if v is not None:
+                    best = max(best, v)
+        return best
+
+    def info(self) -> SessionInfo:
+        dur = self.meta.get("duration_s")
+        if dur is None:
+            dur = self.last_t()
+        return SessionInfo(self.id, self.path, self.meta,
+                           {k: self.count(k) for k in self.tables}, float(dur))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def list_sessions(sessions_dir: Path) -> tuple[list[SessionInfo], list[str]]:
+    """All sessions in a directory, oldest first, and one line per file that could not be read."""
+    d = Path(sessions_dir).expanduser()
+    if not d.exists():
+        return [], []
+    infos, problems = [], []
+    for p in sorted(d.glob(f"*{SUFFIX}")):
+        try:
+            with SessionReader(p) as r:
+                infos.append(r.info())
+        except StoreError as e:
+            problems.append(str(e))
+    infos.sort(key=lambda i: (str(i.meta.get("started_at", "")), i.id))
+    return infos, problems
+
+
+def find_session(sessions_dir: Path, ref: str) -> Path:
+    """A session by id, unique id prefix, or path."""
+    p = Path(ref).expanduser()
+    if p.suffix == SUFFIX and p.exists():
+        return p
+    d = Path(sessions_dir).expanduser()
+    exact = d / f"{ref}{SUFFIX}"
+    if exact.exists():
+        return exact
+    matches = sorted(d.glob(f"{ref}*{SUFFIX}")) if d.exists() else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise StoreError(f"session {ref!r} is ambiguous in {d}: {len(matches)} match; give more of the id")
+    raise StoreError(f"no session {ref!r} in {d}; list them with 'exposure sessions --sessions-dir {d}'")

@@ -1,0 +1,1 @@
+"""Controllers, the safety shield, the gymnasium environment, training and evaluation."""

@@ -1,0 +1,84 @@
+"""What a controller sees: the live features plus the session's own state, over N patients.
+
+The live session builds it with N = 1 each tick; the gymnasium env and the evaluator build it
+over many virtual patients. No hidden patient state appears here: only what a real session
+can measure (the oracle controller gets the hidden state separately, in evaluation only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+# Order of the vector given to learned policies. Changing it is a new observation version.
+VECTOR_FIELDS = (
+    "intensity", "level_frac", "time_at_level", "hr_delta", "hr_slope", "rmssd", "quality",
+    "lost", "suds", "suds_age", "look_away", "t",
+)
+OBS_VERSION = 1
+
+
+@dataclass
+class Observation:
+    t: np.ndarray  # seconds since session start
+    intensity: np.ndarray  # current intensity [0, 1]
+    target: np.ndarray  # intensity being ramped towards
+    level: np.ndarray  # index of the current hierarchy level (int)
+    level_frac: np.ndarray  # level / (number of levels − 1)
+    time_at_level: np.ndarray  # seconds since the level last changed
+    hr: np.ndarray
+    baseline: np.ndarray
+    hr_delta: np.ndarray  # hr − baseline (bpm)
+    hr_slope: np.ndarray  # bpm/s
+    rmssd: np.ndarray  # ms
+    quality: np.ndarray  # [0, 1]
+    lost: np.ndarray  # bool: signal lost
+    since_valid: np.ndarray  # seconds since the last valid reading (inf if none yet)
+    suds: np.ndarray  # last SUDS answer (0..100), NaN if none yet
+    suds_age: np.ndarray  # seconds since that answer (inf if none)
+    suds_peak: np.ndarray  # highest SUDS at the current level (NaN if none)
+    look_away: np.ndarray  # share of recent time looking down/away (NaN if the scene does not say)
+    max_hr: np.ndarray  # the patient's estimated max HR (208 − 0.7·age)
+
+    @property
+    def n(self) -> int:
+        return len(self.t)
+
+    def vector(self) -> np.ndarray:
+        """(N, len(VECTOR_FIELDS)) float32 with NaN/inf replaced by neutral values."""
+        cols = []
+        for name in VECTOR_FIELDS:
+            x = np.asarray(getattr(self, name), dtype=np.float64)
+            if name == "t" or name == "time_at_level":
+                x = x / 600.0
+            elif name == "suds" or name == "look_away":
+                x = np.where(np.isnan(x), -1.0, x / 100.0 if name == "suds" else x)
+            elif name == "suds_age":
+                x = np.minimum(np.where(np.isfinite(x), x, 600.0), 600.0) / 600.0
+            elif name in ("hr_delta",):
+                x = np.where(np.isnan(x), 0.0, x) / 20.0
+            elif name == "rmssd":
+                x = np.where(np.isnan(x), 40.0, x) / 50.0
+            cols.append(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
+        return np.stack(cols, axis=1).astype(np.float32)
+
+    def row(self, i: int = 0) -> dict:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)[i]
+            v = float(v)
+            out[f.name] = None if not np.isfinite(v) else v
+        return out
+
+
+def empty_observation(n: int) -> Observation:
+    nan = np.full(n, np.nan)
+    z = np.zeros(n)
+    return Observation(t=z.copy(), intensity=z.copy(), target=z.copy(), level=np.zeros(n, int),
+                       level_frac=z.copy(), time_at_level=z.copy(), hr=nan.copy(),
+                       baseline=nan.copy(), hr_delta=nan.copy(), hr_slope=z.copy(),
+                       rmssd=nan.copy(), quality=z.copy(), lost=np.ones(n, bool),
+                       since_valid=np.full(n, np.inf),
+                       suds=nan.copy(), suds_age=np.full(n, np.inf), suds_peak=nan.copy(),
+                       look_away=nan.copy(), max_hr=np.full(n, 180.0))

@@ -1,0 +1,188 @@
+"""Signal processing and features: one implementation, vectorised over N patients.
+
+The live session runs it with N = 1, one update per sample (and an update with no sample on
+ticks where none came, so that loss of signal is noticed); the gymnasium env and the
+evaluator run it over thousands of virtual patients at once, one update per simulated
+second. The same arithmetic everywhere, so a policy sees in a session what it saw in training.
+
+Inputs per update, each an array over patients:
+    bpm      reported heart rate, NaN where no sample arrived this step
+    rr       RR intervals in ms, shape (N, K), NaN-padded (K ≤ 3 for a chest strap)
+    contact  1 contact, 0 no contact, -1 not reported
+
+Outputs (:class:`FeatureFrame`):
+    hr         accepted heart rate (bpm), NaN while no valid reading has been seen
+    baseline   resting HR: mean of the valid HR in the first ``baseline_s`` seconds (or a
+               calm period named with :meth:`FeatureBank.rebaseline`), then frozen
+    hr_delta   hr − baseline (bpm)
+    hr_slope   smoothed rate of change of HR (bpm/s)
+    rmssd      root mean square of successive RR differences over the last
+               ``rmssd_window`` accepted intervals (ms); NaN until 3 intervals
+    quality    signal quality in [0, 1]: a moving share of valid readings and accepted RR
+    lost       True when no valid reading came for ``lost_after_s`` seconds: loss of signal
+               is a state, never just a missing number
+    since_valid  seconds since the last valid reading
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    min_bpm: float = 30.0
+    max_bpm: float = 220.0
+    min_rr_ms: float = 273.0  # 220 bpm
+    max_rr_ms: float = 2000.0  # 30 bpm
+    rr_jump: float = 0.25  # reject an RR differing by more than 25% from the recent mean
+    baseline_s: float = 120.0
+    rmssd_window: int = 16
+    slope_tau_s: float = 8.0
+    quality_tau_s: float = 10.0
+    lost_after_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class FeatureFrame:
+    t: np.ndarray
+    hr: np.ndarray
+    baseline: np.ndarray
+    hr_delta: np.ndarray
+    hr_slope: np.ndarray
+    rmssd: np.ndarray
+    quality: np.ndarray
+    lost: np.ndarray
+    since_valid: np.ndarray
+    rejected_rr: np.ndarray  # RR intervals rejected by this update, per patient
+
+    def row(self, i: int = 0) -> dict:
+        """One patient's features as plain floats (for logging and display)."""
+        return {
+            "t": float(self.t[i]),
+            "hr": _f(self.hr[i]),
+            "baseline": _f(self.baseline[i]),
+            "hr_delta": _f(self.hr_delta[i]),
+            "hr_slope": _f(self.hr_slope[i]),
+            "rmssd": _f(self.rmssd[i]),
+            "quality": float(self.quality[i]),
+            "lost": bool(self.lost[i]),
+            "since_valid": _f(self.since_valid[i]),
+        }
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+class FeatureBank:
+    """Feature state for N patients, updated in place."""
+
+    def __init__(self, n: int = 1, config: FeatureConfig | None = None, t0: float = 0.0):
+        self.n = n
+        self.cfg = config or FeatureConfig()
+        c = self.cfg
+        nan = np.full(n, np.nan)
+        self.t_last = np.full(n, t0, dtype=float)
+        self.t_valid = np.full(n, t0, dtype=float)
+        self.seen_valid = np.zeros(n, dtype=bool)
+        self.hr = nan.copy()
+        self.slope = np.zeros(n)
+        self.quality = np.zeros(n)
+        self.base_sum = np.zeros(n)
+        self.base_n = np.zeros(n)
+        self.base_start = np.full(n, t0, dtype=float)
+        self.base_frozen = np.zeros(n, dtype=bool)
+        self.baseline = nan.copy()
+        self.rr_buf = np.full((n, c.rmssd_window), np.nan)
+        self.rr_mean = nan.copy()
+
+    def rebaseline(self, t: float, mask: np.ndarray | None = None) -> None:
+        """Start a new resting baseline at ``t`` (e.g. during a calm period)."""
+        m = np.ones(self.n, dtype=bool) if mask is None else mask
+        self.base_sum[m] = 0.0
+        self.base_n[m] = 0.0
+        self.base_start[m] = t
+        self.base_frozen[m] = False
+
+    def update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None = None,
+               contact: np.ndarray | None = None) -> FeatureFrame:
+        c = self.cfg
+        n = self.n
+        bpm = np.asarray(bpm, dtype=float).reshape(n)
+        dt = np.maximum(t - self.t_last, 1e-6)
+        self.t_last[:] = t
+        got = ~np.isnan(bpm)
+        if contact is None:
+            contact = np.full(n, -1, dtype=np.int8)
+        contact = np.asarray(contact).reshape(n)
+        in_range = (bpm >= c.min_bpm) & (bpm <= c.max_bpm)
+        valid = got & in_range & (contact != 0)
+
+        # RR artefact rejection: physiological bounds, then a jump test against the recent
+        # mean (missed beats double an interval, extra beats split one).
+        rejected = np.zeros(n, dtype=np.int32)
+        if rr is not None and rr.size:
+            rr = np.asarray(rr, dtype=float).reshape(n, -1)
+            for k in range(rr.shape[1]):
+                x = rr[:, k]
+                present = ~np.isnan(x) & (contact != 0)
+                ok = present & (x >= c.min_rr_ms) & (x <= c.max_rr_ms)
+                ref = self.rr_mean
+                have_ref = ~np.isnan(ref)
+                jump = have_ref & (np.abs(x - ref) > c.rr_jump * np.where(have_ref, ref, 1.0))
+                # When the reported bpm disagrees with the old reference but agrees with x, the
+                # rhythm really changed: accept and re-anchor.
+                agrees_bpm = got & (np.abs(60000.0 / np.where(ok, x, 1.0) - bpm) < 0.2 * bpm)
+                ok &= ~jump | agrees_bpm
+                rejected += (present & ~ok).astype(np.int32)
+                if ok.any():
+                    self.rr_buf[ok, :-1] = self.rr_buf[ok, 1:]
+                    self.rr_buf[ok, -1] = x[ok]
+                    self.rr_mean = np.where(ok, np.where(np.isnan(ref) | jump, x, 0.8 * ref + 0.2 * x),
+                                            self.rr_mean)
+
+        # Heart rate and its slope.
+        prev = self.hr
+        new_hr = np.where(valid, bpm, prev)
+        first = valid & ~self.seen_valid
+        a = 1.0 - np.exp(-dt / c.slope_tau_s)
+        inst = np.where(valid & ~first & ~np.isnan(prev), (new_hr - prev) / np.maximum(dt, 1.0), 0.0)
+        self.slope = np.where(valid, self.slope + a * (inst - self.slope), self.slope)
+        self.hr = new_hr
+        self.seen_valid |= valid
+        self.t_valid = np.where(valid, t, self.t_valid)
+
+        # Baseline: running mean over the baseline window, then frozen.
+        in_window = valid & ~self.base_frozen & (t - self.base_start <= c.baseline_s)
+        self.base_sum += np.where(in_window, bpm, 0.0)
+        self.base_n += in_window
+        closing = ~self.base_frozen & (t - self.base_start > c.baseline_s) & (self.base_n > 0)
+        self.base_frozen |= closing
+        self.baseline = np.where(self.base_n > 0, self.base_sum / np.maximum(self.base_n, 1), np.nan)
+
+        # Quality: a moving share of valid readings with accepted RR.
+        score = valid.astype(float)
+        if rr is not None and rr.size:
+            n_rr = np.sum(~np.isnan(rr), axis=1)
+            score = score * np.where(n_rr > 0, 1.0 - rejected / np.maximum(n_rr, 1), 1.0)
+        step = got | (t - self.t_valid >= 1.0)
+        aq = 1.0 - np.exp(-dt / c.quality_tau_s)
+        self.quality = np.where(step, self.quality + aq * (score - self.quality), self.quality)
+
+        since = np.where(self.seen_valid, t - self.t_valid, np.inf)
+        lost = since > c.lost_after_s
+        self.quality = np.where(lost, 0.0, self.quality)
+
+        d = np.diff(self.rr_buf, axis=1)
+        cnt = np.sum(~np.isnan(d), axis=1)
+        with np.errstate(invalid="ignore"):
+            rmssd = np.sqrt(np.nansum(d * d, axis=1) / np.maximum(cnt, 1))
+        rmssd = np.where(cnt >= 2, rmssd, np.nan)
+
+        tt = np.full(n, t, dtype=float)
+        return FeatureFrame(tt, self.hr.copy(), self.baseline.copy(), self.hr - self.baseline,
+                            self.slope.copy(), rmssd, self.quality.copy(), lost, since, rejected)

@@ -1,0 +1,46 @@
+"""Shared test helpers: run the CLI in a real child process or in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, check: bool = False,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``exposure ARGS`` as a real child process (python -m engine)."""
+    p = subprocess.run([sys.executable, "-m", "engine", *map(str, args)], capture_output=True,
+                       text=True, timeout=timeout, env=env or cli_env(), cwd=cwd or ROOT)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exposure {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr}")
+    return p
+
+
+@pytest.fixture
+def sessions_dir(tmp_path) -> Path:
+    d = tmp_path / "sessions"
+    return d
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def load_json(text: str):
+    return json.loads(text)
