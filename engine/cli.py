@@ -20,8 +20,17 @@ from sensors.errors import SensorError
 
 from . import __version__
 from .commands import CommandError
-from .session import (DISPLAYS, ConfigError, Session, SessionConfig, default_sessions_dir,
-                      parse_console, parse_duration, parse_speed, summarize)
+from .session import (
+    DISPLAYS,
+    ConfigError,
+    Session,
+    SessionConfig,
+    default_sessions_dir,
+    parse_console,
+    parse_duration,
+    parse_speed,
+    summarize,
+)
 from .store import StoreError, find_session, list_sessions
 
 # Errors a user can fix: one clear line on stderr, exit 2, never a traceback.

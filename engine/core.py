@@ -131,18 +131,13 @@ class SessionCore:
             except queue.Empty:
                 break
             self._event(now, kind, detail)
-        got = False
         while True:
             try:
                 s = self._samples.get_nowait()
             except queue.Empty:
                 break
             self._ingest(s)
-            got = True
-        if not got and now - self.last_feature_t >= 1.0:
-            self.frame = self.bank.update(now, np.array([np.nan]))
-            self.last_feature_t = now
-        lost = bool(self.frame.lost[0])
+        lost = self.signal_lost(now)
         if self.arbiter.mode == AUTO:
             if lost and self.target > self.intensity:
                 self._set_target(now, self.intensity, "shield", "shield", "signal lost: holding")
@@ -158,6 +153,11 @@ class SessionCore:
             self.writer.maybe_flush()
 
     # ------------------------------------------------------------------ pieces
+    def signal_lost(self, now: float) -> bool:
+        """Loss of signal at ``now``: no valid reading for the feature config's lost_after_s."""
+        b = self.bank
+        return not b.seen_valid[0] or now - b.t_valid[0] > b.cfg.lost_after_s
+
     def _ingest(self, s: Sample) -> None:
         self.n_samples += 1
         rr = np.full((1, max(1, len(s.rr_ms))), np.nan)
@@ -195,6 +195,11 @@ class SessionCore:
             look_away=a(self.behaviour.get("look_away", math.nan)), max_hr=a(self.cfg.max_hr))
 
     def _decide(self, now: float) -> None:
+        # Features are brought up to ``now`` only here (and on samples), so that a decision
+        # depends on the samples seen and the decision times alone, never on the frame rate:
+        # a replay re-derives it exactly from the log.
+        self.frame = self.bank.update(max(now, self.last_feature_t), np.array([np.nan]))
+        self.last_feature_t = max(now, self.last_feature_t)
         obs = self.observation(now)
         prop = self.controller.propose(obs)
         res = self.shield.apply(obs, prop.delta)
@@ -207,29 +212,36 @@ class SessionCore:
             if self.writer is not None:
                 self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
                                                              "allowed": d}))
-        if d == 0.0:
-            return
         who, reason = (("shield", res.why()) if code else (self.who, prop.why()))
         self._set_target(now, self.target + d, who, self.controller.name, reason, proposed=proposed,
-                         shield=res.why() if code else "", obs=obs.row(), info=prop.info)
+                         shield=res.why() if code else "", obs=obs.row(), info=prop.info,
+                         always=True)
 
     def _set_target(self, now: float, new: float, who: str, name: str, reason: str, *,
                     proposed: float | None = None, shield: str = "", obs: dict | None = None,
-                    info: dict | None = None, rate: float | None = None) -> None:
+                    info: dict | None = None, rate: float | None = None, always: bool = False) -> None:
+        """Change the target intensity and record who did it and why.
+
+        Controller decisions are recorded even when they hold (``always``), with the
+        observation they saw and how many samples had been ingested, so that replay can
+        re-derive each one; other sources of change are recorded only when they change it.
+        """
         new = min(1.0, max(0.0, float(new)))
         before = self.target
-        if new == before:
+        if new == before and not always:
             return
-        self.target = new
-        self.target_rate = rate if rate is not None else self.cfg.ramp_up_per_s
+        if new != before:
+            self.target = new
+            self.target_rate = rate if rate is not None else self.cfg.ramp_up_per_s
         h = self.hierarchy
         lb, la = h.level_index(before), h.level_index(new)
         rec = {"t": now, "who": who, "name": name, "reason": reason, "mode": self.arbiter.mode,
                "intensity": self.intensity, "target_before": before, "target_after": new,
                "level_before": lb, "level_after": la, "level_name_before": h.levels[lb].name,
                "level_name_after": h.levels[la].name, "proposed": proposed, "shield": shield,
-               "obs": obs, "info": info}
-        self.last_decision = rec
+               "obs": obs, "info": info, "samples_seen": self.n_samples}
+        if new != before:
+            self.last_decision = rec
         self.counts["decisions"] += 1
         if self.writer is not None:
             self.writer.write_dict("decisions", rec)
@@ -338,7 +350,7 @@ class SessionCore:
         self._snapshot = {
             "t": self.t,
             "bpm": _fin(f.hr[0]), "baseline": _fin(f.baseline[0]), "hr_delta": _fin(f.hr_delta[0]),
-            "rmssd": _fin(f.rmssd[0]), "quality": float(f.quality[0]), "lost": bool(f.lost[0]),
+            "rmssd": _fin(f.rmssd[0]), "quality": float(f.quality[0]), "lost": self.signal_lost(self.t),
             "intensity": self.intensity, "target": self.target, "level": self.level,
             "level_name": self.hierarchy.levels[self.level].name, "n_levels": len(self.levels),
             "mode": self.arbiter.mode, "paused": self.arbiter.paused,

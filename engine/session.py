@@ -23,7 +23,7 @@ from sensors.errors import SensorError
 from sensors.source import Exposure, HRSource, open_source
 
 from . import __version__
-from .clock import RealClock, SimClock, make_clock
+from .clock import make_clock
 from .commands import Command
 from .core import CoreConfig, SessionCore
 from .store import SessionWriter, StoreError, validate_patient
@@ -147,15 +147,16 @@ class Session:
             raise ConfigError(f"--hierarchy: {e}") from None
         if self.hierarchy.scene != cfg.scene:
             raise ConfigError(f"--hierarchy is for scene {self.hierarchy.scene!r}, not {cfg.scene!r}")
+        self.clock = clock or make_clock(cfg.speed)
         try:
-            self.source = source or open_source(cfg.sensor, seed=cfg.seed, scene=cfg.scene)
+            self.source = source or open_source(cfg.sensor, seed=cfg.seed, scene=cfg.scene,
+                                                clock=self.clock.now)
         except SensorError as e:
             raise ConfigError(f"--sensor: {e}") from None
         if cfg.speed != "1" and not self.source.clocked:
             self.source.close()
             raise ConfigError(f"--speed {cfg.speed} needs a simulated or replayed sensor; "
                               f"{cfg.sensor} runs in real time only")
-        self.clock = clock or make_clock(cfg.speed)
         try:
             self.controller = make_controller(cfg.controller, scene=cfg.scene) \
                 if _takes_scene(cfg.controller) else make_controller(cfg.controller)
@@ -187,6 +188,9 @@ class Session:
         self.io = None
         self.console = None
         self.extras: list = []  # things with .stop() to shut down at the end (LSL outlets, …)
+        #: the latest small PNG of the patient's view (set by the Panda3D runner a few times a
+        #: second when a scene is rendered; None otherwise) — the console mirrors it
+        self.mirror_png: bytes | None = None
         self._closed = False
 
     # -------------------------------------------------------------------------------------
@@ -294,7 +298,7 @@ def summarize(path: Path) -> dict:
     levels = [s["level"] for s in scene]
     names = info.meta.get("hierarchy", {}).get("levels", [])
     top = max(levels) if levels else 0
-    who = Counter((d["who"], d["reason"]) for d in decisions)
+    who = Counter((d["who"], d["reason"]) for d in decisions if d["target_before"] != d["target_after"])
     return {
         "id": info.id, "path": str(info.path), "patient": info.meta.get("patient"),
         "scene": info.meta.get("scene"), "controller": info.meta.get("controller"),

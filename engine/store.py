@@ -37,7 +37,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
                   ("target_before", "REAL"), ("target_after", "REAL"),
                   ("level_before", "INTEGER"), ("level_after", "INTEGER"),
                   ("level_name_before", "TEXT"), ("level_name_after", "TEXT"),
-                  ("proposed", "REAL"), ("shield", "TEXT"), ("obs", "TEXT"), ("info", "TEXT")),
+                  ("proposed", "REAL"), ("shield", "TEXT"), ("obs", "TEXT"), ("info", "TEXT"),
+                  ("samples_seen", "INTEGER")),
     "commands": (("t", "REAL"), ("type", "TEXT"), ("origin", "TEXT"), ("payload", "TEXT"),
                  ("accepted", "INTEGER"), ("error", "TEXT")),
     "suds": (("t", "REAL"), ("value", "REAL"), ("origin", "TEXT"), ("asked_t", "REAL"),
@@ -239,7 +240,7 @@ class SessionReader:
     def records(self, kind: str) -> list[dict]:
         cols = [d for d in self.db.execute(f"SELECT * FROM {kind} LIMIT 0").description] if kind in self.tables else []
         names = [c[0] for c in cols]
-        return [dict(zip(names, r)) for r in self.rows(kind)]
+        return [dict(zip(names, r, strict=False)) for r in self.rows(kind)]
 
     def count(self, kind: str) -> int:
         if kind not in self.tables:
