@@ -65,6 +65,10 @@ class SessionCore:
         self.intensity = self.cfg.start_intensity
         self.target = self.intensity
         self.target_rate = self.cfg.ramp_up_per_s
+        # The ramp is anchored at the last change of target: intensity at any time is a pure
+        # function of that anchor, so it does not depend on how often the core is ticked.
+        self._anchor_t = t0
+        self._anchor_x = self.intensity
         self.level = hierarchy.level_index(self.intensity)
         self.level_since = t0
         self.next_decision = t0 + controller.decision_interval
@@ -84,6 +88,10 @@ class SessionCore:
         self.counts = {"decisions": 0, "commands": 0, "samples": 0}
         self._snapshot: dict = {}
         self._update_snapshot()
+        if writer is not None:
+            # What replay needs to rebuild this core exactly (engine/replay.py).
+            writer.set_meta(t0=t0, core_config=dict(self.cfg.__dict__),
+                            feature_config=dict(self.bank.cfg.__dict__))
 
     # ------------------------------------------------------------------ inputs (thread-safe)
     def push_sample(self, s: Sample) -> None:
@@ -114,8 +122,7 @@ class SessionCore:
     def tick(self, now: float) -> None:
         if self.arbiter.stopped:
             return
-        dt = max(0.0, now - self.t)
-        self.t = now
+        self.advance(now)
         while True:
             try:
                 cmd = self._cmds.get_nowait()
@@ -144,7 +151,6 @@ class SessionCore:
             if now >= self.next_decision:
                 self.next_decision = now + self.controller.decision_interval
                 self._decide(now)
-        self._ramp(dt)
         if now >= self.next_scene_log:
             self.next_scene_log = now + self.cfg.scene_log_s
             self._log_scene(now)
@@ -231,6 +237,7 @@ class SessionCore:
         if new == before and not always:
             return
         if new != before:
+            self._anchor_t, self._anchor_x = self.t, self.intensity_at(self.t)
             self.target = new
             self.target_rate = rate if rate is not None else self.cfg.ramp_up_per_s
         h = self.hierarchy
@@ -246,17 +253,36 @@ class SessionCore:
         if self.writer is not None:
             self.writer.write_dict("decisions", rec)
 
-    def _ramp(self, dt: float) -> None:
-        x, tgt = self.intensity, self.target
-        if x < tgt:
-            x = min(tgt, x + self.target_rate * dt)
-        elif x > tgt:
-            x = max(tgt, x - self.cfg.ramp_down_per_s * dt)
+    def intensity_at(self, t: float) -> float:
+        """Intensity at time ``t`` on the current ramp (from the last change of target)."""
+        x0, tgt = self._anchor_x, self.target
+        dt = max(0.0, t - self._anchor_t)
+        if x0 < tgt:
+            return min(tgt, x0 + self.target_rate * dt)
+        if x0 > tgt:
+            return max(tgt, x0 - self.cfg.ramp_down_per_s * dt)
+        return x0
+
+    def advance(self, now: float) -> None:
+        """Bring the ramp (intensity, level, time at level) to ``now``; consults no controller.
+
+        Tick-rate independent: the intensity and the time a level was entered follow from the
+        last change of target alone, so a replay that visits only the logged times sees the
+        same values as the live session that ticked once a frame.
+        """
+        if now > self.t:
+            self.t = now
+        x = self.intensity_at(self.t)
         self.intensity = x
         lv = self.hierarchy.level_index(x)
         if lv != self.level:
+            lo = self.levels
+            if lv > self.level:  # rising: entered lv when x reached its intensity
+                t_in = self._anchor_t + (lo[lv] - 1e-9 - self._anchor_x) / self.target_rate
+            else:  # falling: entered lv when x fell below the next level
+                t_in = self._anchor_t + (self._anchor_x - (lo[lv + 1] - 1e-9)) / self.cfg.ramp_down_per_s
             self.level = lv
-            self.level_since = self.t
+            self.level_since = min(self.t, max(self._anchor_t, float(t_in)))
             self.suds_peak = math.nan
 
     def _log_scene(self, now: float) -> None:
@@ -286,7 +312,7 @@ class SessionCore:
                 if typ == "stop":
                     self.end_reason = f"stopped by {cmd.origin}"
                     self._set_target(now, 0.0, cmd.origin, cmd.origin, "stop")
-                    self.intensity = 0.0
+                    self.intensity = self._anchor_x = 0.0
                 elif typ in ("set_level", "set_intensity"):
                     new = self.levels[cmd.level] if typ == "set_level" else cmd.intensity
                     why = (f"set level {cmd.level} ({self.hierarchy.levels[cmd.level].name})"

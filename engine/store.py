@@ -198,67 +198,121 @@ class SessionInfo:
 
 
 class SessionReader:
-    """Read a session file; tolerant of a file cut short by a crash."""
+    """Read a session file; tolerant of a file cut short or damaged by a crash.
+
+    What is intact is read; what is not is named in :attr:`problems` (one line each), never
+    raised: a table whose pages are damaged yields the rows before the damage, a file of an
+    older schema version yields its columns under today's names (missing ones empty). Only a
+    file with nothing readable at all (no meta table, an unreadable header) raises StoreError.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"no session file at {self.path}")
+        #: one line per thing that could not be read (damage, older schema); empty when whole
+        self.problems: list[str] = []
         try:
             # Open read-write when we can so SQLite replays a WAL left by a killed writer
             # (the frames are recovered, nothing is modified).
             mode = "rw" if os.access(self.path, os.W_OK) else "ro"
             self.db = sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
+        try:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
+            self.db.close()
             raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
         if "meta" not in names:
+            self.db.close()
             raise StoreError(f"{self.path} is not a session file (no meta table)")
         if version > SCHEMA_VERSION:
+            self.db.close()
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this software reads "
                 f"({SCHEMA_VERSION}); upgrade exposure to read it")
         self.schema_version = version
         self.tables = [t for t in KINDS if t in names]
-        self.meta = {}
-        for k, v in self.db.execute("SELECT key, value FROM meta"):
+        self._present: dict[str, set[str]] = {}
+        for t in self.tables:
             try:
-                self.meta[k] = json.loads(v)
-            except (TypeError, ValueError):
-                self.meta[k] = v
+                self._present[t] = {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")}
+            except sqlite3.Error as e:
+                self._problem(f"table {t} is unreadable ({e})")
+                self._present[t] = set()
+        if version < SCHEMA_VERSION:
+            gaps = [f"{t}.{c}" for t in self.tables for c, _ in TABLES[t] if c not in self._present[t]]
+            self._problem(f"older schema version {version} (this software writes {SCHEMA_VERSION})"
+                          + (f"; columns it lacks read as empty: {', '.join(gaps)}" if gaps else ""))
+        missing = [t for t in KINDS if t not in names]
+        if missing:
+            self._problem(f"tables missing: {', '.join(missing)} (read as empty)")
+        self.meta = {}
+        try:
+            for k, v in self.db.execute("SELECT key, value FROM meta"):
+                try:
+                    self.meta[k] = json.loads(v)
+                except (TypeError, ValueError):
+                    self.meta[k] = v
+        except sqlite3.Error as e:
+            self._problem(f"meta is damaged ({e}); read {len(self.meta)} entries")
         self.id = self.meta.get("session_id", self.path.stem)
+
+    def _problem(self, msg: str) -> None:
+        if msg not in self.problems:
+            self.problems.append(msg)
 
     def columns(self, kind: str) -> list[str]:
         return [c for c, _ in TABLES[kind]]
 
+    def _select(self, kind: str) -> str:
+        have = self._present.get(kind, set())
+        cols = ", ".join(c if c in have else f"NULL AS {c}" for c, _ in TABLES[kind])
+        return f"SELECT {cols} FROM {kind} ORDER BY rowid"
+
     def rows(self, kind: str) -> list[tuple]:
+        """Rows of one record kind in today's column order; the intact ones if damaged."""
         if kind not in self.tables:
             return []
-        return self.db.execute(f"SELECT * FROM {kind} ORDER BY rowid").fetchall()
+        out: list[tuple] = []
+        try:
+            for r in self.db.execute(self._select(kind)):
+                out.append(r)
+        except sqlite3.Error as e:
+            self._problem(f"table {kind} is damaged ({e}); read the {len(out)} rows before the damage")
+        return out
 
     def records(self, kind: str) -> list[dict]:
-        cols = [d for d in self.db.execute(f"SELECT * FROM {kind} LIMIT 0").description] if kind in self.tables else []
-        names = [c[0] for c in cols]
-        return [dict(zip(names, r, strict=False)) for r in self.rows(kind)]
+        names = self.columns(kind)
+        return [dict(zip(names, r, strict=True)) for r in self.rows(kind)]
 
     def count(self, kind: str) -> int:
         if kind not in self.tables:
             return 0
-        return self.db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0]
+        try:
+            return self.db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0]
+        except sqlite3.Error as e:
+            self._problem(f"table {kind} is damaged ({e})")
+            return len(self.rows(kind))
 
     def last_t(self) -> float:
         best = 0.0
         for kind in ("samples", "scene", "decisions", "events"):
             if kind in self.tables:
-                v = self.db.execute(f"SELECT MAX(t) FROM {kind}").fetchone()[0]
-                if v is not None:
+                try:
+                    v = self.db.execute(f"SELECT MAX(t) FROM {kind}").fetchone()[0]
+                except sqlite3.Error:
+                    ts = [r[0] for r in self.rows(kind) if isinstance(r[0], (int, float))]
+                    v = max(ts) if ts else None
+                if isinstance(v, (int, float)) and math.isfinite(v):
                     best = max(best, v)
         return best
 
     def info(self) -> SessionInfo:
         dur = self.meta.get("duration_s")
-        if dur is None:
+        if not isinstance(dur, (int, float)) or isinstance(dur, bool) or not math.isfinite(dur):
             dur = self.last_t()
         return SessionInfo(self.id, self.path, self.meta,
                            {k: self.count(k) for k in self.tables}, float(dur))
