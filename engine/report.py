@@ -16,6 +16,7 @@ import math
 import os
 import tempfile
 import time
+from bisect import bisect_right
 from pathlib import Path
 
 from .replay import SessionLog, load_log
@@ -60,27 +61,37 @@ def timeline_figure(log: SessionLog):
     m = lambda t: t / 60.0  # noqa: E731
     end_t = max(log.duration_s, max((f["t"] for f in feats), default=0.0), 1.0)
 
-    # --- heart rate
-    ft = [m(f["t"]) for f in feats]
-    hr = [f["hr"] if (f["hr"] is not None and not f["lost"]) else math.nan for f in feats]
-    base = [f["baseline"] if f["baseline"] is not None else math.nan for f in feats]
+    # --- heart rate (gaps where no valid reading came are left open and shaded as lost)
+    lost_after = float((log.meta.get("feature_config") or {}).get("lost_after_s", 5.0))
+    valid = [f for f in feats if f["hr"] is not None and not f["lost"]]
+    ft, hr, base = [], [], []
+    for i, f in enumerate(valid):
+        if i and f["t"] - valid[i - 1]["t"] > lost_after:
+            ft.append(m(valid[i - 1]["t"] + lost_after))
+            hr.append(math.nan)
+            base.append(math.nan)
+        ft.append(m(f["t"]))
+        hr.append(f["hr"])
+        base.append(math.nan if f["baseline"] is None else f["baseline"])
     raw_t = [m(s.t) for s in log.samples]
     raw = [s.bpm for s in log.samples]
     if raw_t:
         ax_hr.plot(raw_t, raw, ".", ms=2, color="#9e9e9e", label="reported by the sensor")
     if ft:
-        ax_hr.plot(ft, hr, "-", lw=1.4, color="#d81b60", label="heart rate (accepted)")
-        ax_hr.plot(ft, base, "--", lw=1.2, color="#2e7d32", label="resting baseline")
-        for a, b in _spans([f["t"] for f in feats], [bool(f["lost"]) for f in feats]):
-            ax_hr.axvspan(m(a), m(b), color="#ffcc80", alpha=0.5, lw=0)
+        ax_hr.plot(ft, hr, "-", lw=1.2, color="#d81b60", label="heart rate (accepted)")
+        ax_hr.plot(ft, base, "--", lw=1.4, color="#2e7d32", label="resting baseline")
+    vt = [log.t0] + [f["t"] for f in valid] + [end_t + lost_after]
+    lost_spans = [(a + lost_after, b) for a, b in zip(vt, vt[1:], strict=False) if b - a > lost_after]
+    for a, b in lost_spans:
+        ax_hr.axvspan(m(a), m(min(b, end_t)), color="#ffcc80", alpha=0.6, lw=0)
+    if lost_spans:
+        ax_hr.axvspan(0, 0, color="#ffcc80", alpha=0.6, label="signal lost")
     shield = [e for e in log.events if e["kind"] == "shield"]
     if shield:
-        lo = [x for x in hr if not math.isnan(x)]
-        y = (max(lo) + 3) if lo else 100
+        finite = [x for x in hr if not math.isnan(x)]
+        y = (max(finite) + 3) if finite else 100
         ax_hr.plot([m(e["t"]) for e in shield], [y] * len(shield), "v", color=SHIELD_COLOR, ms=7,
                    label="safety shield stepped in")
-    if any(bool(f["lost"]) for f in feats):
-        ax_hr.axvspan(0, 0, color="#ffcc80", alpha=0.5, label="signal lost")
     ax_hr.set_ylabel("heart rate (bpm)")
     ax_hr.legend(loc="upper left", fontsize=8, ncol=3)
     ax_hr.grid(alpha=0.3)
@@ -110,10 +121,14 @@ def timeline_figure(log: SessionLog):
     if ther:
         ax_x.plot([m(d["t"]) for d in ther], [d["target_after"] for d in ther], "o", color=THERAPIST_COLOR,
                   ms=5, label="therapist set it")
-    sh = [d for d in dec if d["who"] == "shield" and d["target_after"] != d["target_before"]]
-    if sh:
-        ax_x.plot([m(d["t"]) for d in sh], [d["target_after"] for d in sh], "v", color=SHIELD_COLOR, ms=6,
-                  label="shield lowered/held")
+    down = [d for d in dec if d["who"] == "shield" and d["target_after"] < d["target_before"]]
+    if down:
+        ax_x.plot([m(d["t"]) for d in down], [d["target_after"] for d in down], "v", color=SHIELD_COLOR, ms=7,
+                  label="shield lowered it")
+    capped = [d for d in dec if d["who"] == "shield" and d["target_after"] > d["target_before"]]
+    if capped:
+        ax_x.plot([m(d["t"]) for d in capped], [d["target_after"] for d in capped], "s", color=SHIELD_COLOR,
+                  ms=5, mfc="none", label="shield capped a rise")
     if lv:
         ax_x.set_yticks([float(x) for _, x in lv])
         ax_x.set_yticklabels([f"L{i} {str(n)[:26]}" for i, (n, _) in enumerate(lv)], fontsize=7)
@@ -141,6 +156,33 @@ def timeline_figure(log: SessionLog):
     ax_s.set_xlim(0, m(end_t))
     fig.tight_layout()
     return fig
+
+
+def _level_rows(log: SessionLog) -> list[dict]:
+    """Per level reached: time spent there, HR rise over baseline (peak, mean), SUDS given there."""
+    levels = (log.meta.get("hierarchy") or {}).get("levels") or []
+    sc = [x for x in log.scene if isinstance(x["level"], int)]
+    spent: dict[int, float] = {}
+    for a, b in zip(sc, sc[1:], strict=False):
+        spent[a["level"]] = spent.get(a["level"], 0.0) + max(0.0, b["t"] - a["t"])
+    lv_t = [x["t"] for x in sc]
+    feats = [f for f in log.features if f["hr_delta"] is not None and not f["lost"]]
+    deltas: dict[int, list[float]] = {}
+    for f in feats:
+        j = bisect_right(lv_t, f["t"]) - 1
+        if j >= 0:
+            deltas.setdefault(sc[j]["level"], []).append(f["hr_delta"])
+    suds: dict[int, list[float]] = {}
+    for x in log.suds:
+        if isinstance(x["level"], int):
+            suds.setdefault(x["level"], []).append(x["value"])
+    rows = []
+    for lv in sorted(set(spent) | set(deltas) | set(suds)):
+        d = deltas.get(lv, [])
+        rows.append({"level": lv, "name": levels[lv][0] if 0 <= lv < len(levels) else "?",
+                     "minutes": spent.get(lv, 0.0) / 60.0, "peak_delta": max(d) if d else None,
+                     "mean_delta": sum(d) / len(d) if d else None, "suds": suds.get(lv, [])})
+    return rows
 
 
 def _events_rows(log: SessionLog) -> list[tuple[float, str, str, str]]:
@@ -219,6 +261,10 @@ def build_report(path: Path) -> str:
     ]
     changes = "".join(f"<tr><td>{c['count']}</td><td>{e(str(c['who']))}</td><td>{e(str(c['reason']))}</td></tr>"
                       for c in s["changes"]) or "<tr><td colspan=3>no change of intensity</td></tr>"
+    lrows = "".join(
+        f"<tr><td>L{r['level']}</td><td>{e(r['name'])}</td><td>{r['minutes']:.1f}</td>"
+        f"<td>{num(r['mean_delta'], '{:+.0f}')}</td><td>{num(r['peak_delta'], '{:+.0f}')}</td>"
+        f"<td>{', '.join(f'{v:.0f}' for v in r['suds']) or '–'}</td></tr>" for r in _level_rows(log))
     ev = _events_rows(log)
     ev_html = "".join(
         f"<tr class='{'shield' if who == 'shield' else ('command' if what.startswith('command') else '')}'>"
@@ -248,7 +294,11 @@ def build_report(path: Path) -> str:
 <p style="font-size:12px;color:#616161">Top: heart rate accepted by the signal checks (line), what the
 sensor reported (grey dots), the resting baseline (dashed), signal lost (orange), shield interventions (red ▼).
 Middle: intensity shown in the scene, the target it was moving to, therapist changes (blue), the shield
-lowering or holding (red ▼), pauses (light blue). Bottom: SUDS ratings.</p>
+lowering it (red ▼) or capping a rise (red □), pauses (light blue). Bottom: SUDS ratings. Times are
+minutes from the start; the tables below give them as mm:ss.</p>
+<h2>Time at each level</h2>
+<table><tr><th>level</th><th>name</th><th>minutes</th><th>mean HR rise (bpm)</th><th>peak HR rise (bpm)</th>
+<th>SUDS given there</th></tr>{lrows or '<tr><td colspan=6>no scene record</td></tr>'}</table>
 <h2>Who changed the intensity, and why</h2>
 <table><tr><th>times</th><th>who</th><th>reason</th></tr>{changes}</table>
 <h2>Commands and events</h2>
