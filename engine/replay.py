@@ -18,6 +18,7 @@ intensity actually shown; how they would have responded to a different intensity
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from bisect import bisect_right
@@ -329,7 +330,22 @@ class Replayer:
 
 
 # ------------------------------------------------------------------------------------ rederive
-KEY = ("who", "target_after", "reason")
+class _Quiet(logging.Filter):
+    """Silences the core's "command refused" warnings while a replay re-applies logged commands
+    (they were reported when the session ran; the replay compares them instead)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _run_quietly(rp: Replayer) -> None:
+    lg = logging.getLogger("engine.core")
+    f = _Quiet()
+    lg.addFilter(f)
+    try:
+        rp.run()
+    finally:
+        lg.removeFilter(f)
 
 
 @dataclass
@@ -380,7 +396,7 @@ def rederive(log: SessionLog) -> RederiveResult:
         raise ReplayError(f"{log.path}: nothing to replay (no decisions and no samples intact)")
     started = time.perf_counter()
     rp = Replayer(log)
-    rp.run()
+    _run_quietly(rp)
     elapsed = time.perf_counter() - started
     got = rp.tap.decisions
     want = log.decisions
@@ -462,7 +478,7 @@ class CounterfactualResult:
 def counterfactual(log: SessionLog, controller: str, grid_s: float = 0.25) -> CounterfactualResult:
     """Run ``controller`` on the logged signals (open-loop) and pair its decisions with the logged ones."""
     rp = Replayer(log, controller=controller, grid_s=grid_s)
-    rp.run()
+    _run_quietly(rp)
     logged_name = str(log.meta.get("controller"))
     mine = [d for d in log.decisions if d["who"] in CONTROLLER_WHO and d.get("name") == logged_name]
     mine_t = [d["t"] for d in mine]

@@ -148,9 +148,13 @@ class Session:
         if self.hierarchy.scene != cfg.scene:
             raise ConfigError(f"--hierarchy is for scene {self.hierarchy.scene!r}, not {cfg.scene!r}")
         self.clock = clock or make_clock(cfg.speed)
+        if source is None and cfg.sensor.lower().startswith("replay://"):
+            from .replay_source import register as register_replay
+
+            register_replay()  # replay:// reads session logs, so it lives in engine/
         try:
             self.source = source or open_source(cfg.sensor, seed=cfg.seed, scene=cfg.scene,
-                                                clock=self.clock.now)
+                                                clock=self.clock.now, sessions_dir=cfg.sessions_dir)
         except SensorError as e:
             raise ConfigError(f"--sensor: {e}") from None
         if cfg.speed != "1" and not self.source.clocked:
