@@ -506,7 +506,8 @@ def counterfactual(log: SessionLog, controller: str, grid_s: float = 0.25) -> Co
     logged_traj = [(s["t"], float(s["intensity"]), int(s["level"])) for s in log.scene
                    if _num(s.get("intensity")) is not None and isinstance(s.get("level"), int)]
     logged_shield = sum(1 for e in log.events if e["kind"] == "shield")
-    return CounterfactualResult(log.id, logged_name, alt_name, rows, logged_traj, rp.trajectory,
+    label = controller if controller != logged_name else alt_name
+    return CounterfactualResult(log.id, logged_name, label, rows, logged_traj, rp.trajectory,
                                 len(rp.tap.shield_events), logged_shield, list(log.problems))
 
 

@@ -37,13 +37,14 @@ def record(sessions_dir, duration_s: float = 1500.0, script=THERAPIST_SCRIPT, se
     s = Session(cfg, clock=clock)
     rng = np.random.default_rng(seed)
     todo = sorted(script, key=lambda x: x[0])
-    t = 0.0
+    t, k = 0.0, 0
     while t < duration_s and not s.over:
         while todo and todo[0][0] <= t:
             _, cmd = todo.pop(0)
             s.core.push_command(cmd)
         s.step(t)
-        t = min(duration_s, t + tick_s + (float(rng.uniform(0, jitter)) if jitter else 0.0))
+        k += 1
+        t = min(duration_s, t + tick_s + float(rng.uniform(0, jitter)) if jitter else k * tick_s)
         clock.sleep_until(t)
     if not s.over:
         s.core.tick(duration_s)
