@@ -140,28 +140,6 @@ def _sessions_table(reader: SessionReader):
     return pa.table(cols)
 
 
-class _Clean:
-    """A reader's rows with values of the wrong type (from a damaged page) dropped, counted."""
-
-    _ok = {"REAL": (int, float), "INTEGER": (int,), "TEXT": (str,)}
-
-    def __init__(self, reader: SessionReader):
-        self.reader = reader
-        self.dropped: dict[str, int] = {}
-
-    def rows(self, kind: str) -> list[tuple]:
-        from .store import TABLES
-
-        types = [self._ok[t] for _, t in TABLES[kind]]
-        out = []
-        for r in self.reader.rows(kind):
-            if all(v is None or isinstance(v, ty) for v, ty in zip(r, types, strict=True)):
-                out.append(r)
-            else:
-                self.dropped[kind] = self.dropped.get(kind, 0) + 1
-        return out
-
-
 def _write(table, path: Path, fmt: str) -> None:
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -209,8 +187,19 @@ def export_all(sessions_dir: Path, fmt: str, out: Path, force: bool = False, str
     tmp = Path(tempfile.mkdtemp(prefix=".export-all-", dir=out))
     rows = {k: 0 for k in KINDS}
     patients, scenes, warnings = set(), set(), list(unreadable)
+    # Copies of one session (same id) are exported once: the largest file, the others named.
+    by_id: dict[str, list] = {}
+    for info in infos:
+        by_id.setdefault(info.id, []).append(info)
+    chosen = []
+    for sid, group in by_id.items():
+        group.sort(key=lambda i: (-i.path.stat().st_size, str(i.path)))
+        chosen.append(group[0])
+        warnings += [f"{i.path.name}: another copy of session {sid} (exported from {group[0].path.name}); "
+                     "left out" for i in group[1:]]
+    skipped = len(infos) - len(chosen)
     try:
-        for info in infos:
+        for info in chosen:
             try:
                 reader = SessionReader(info.path)
             except StoreError as e:
@@ -222,10 +211,8 @@ def export_all(sessions_dir: Path, fmt: str, out: Path, force: bool = False, str
                 patient = pat if isinstance(pat, str) and PATIENT_RE.match(pat) else "unknown"
                 sid = _part(reader.id, info.path.stem)
                 tables = {"sessions": _sessions_table(reader)}
-                clean = _Clean(reader)
                 for kind in EXPORT_KINDS:
-                    tables[kind] = arrow_table(clean, kind, extra={"session_id": sid})
-                warnings += [f"{info.path.name}: {n} damaged {k} row(s) left out" for k, n in clean.dropped.items()]
+                    tables[kind] = arrow_table(reader, kind, extra={"session_id": sid})
                 for kind, t in tables.items():
                     d = tmp / kind / f"scene={scene}" / f"patient={patient}"
                     d.mkdir(parents=True, exist_ok=True)
@@ -254,4 +241,4 @@ def export_all(sessions_dir: Path, fmt: str, out: Path, force: bool = False, str
     reader_fn = "read_parquet" if fmt == "parquet" else "read_csv"
     print(f"schema with units: {out / 'README.md'}; read with DuckDB: SELECT * FROM {reader_fn}("
           f"'{out}/samples/*/*/*.{fmt}', hive_partitioning=true, hive_types_autocast=false)", file=stream)
-    return 1 if len(unreadable) or n < len(infos) else 0
+    return 1 if len(unreadable) or n < len(infos) - skipped else 0

@@ -48,6 +48,19 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
               ("paused", "INTEGER"), ("behaviour", "TEXT")),
 }
 KINDS = tuple(TABLES)
+#: columns never NULL in a healthy file; a row lacking one (or holding a value of the wrong
+#: type anywhere) comes from a damaged page and is left out by SessionReader, counted
+REQUIRED: dict[str, frozenset[str]] = {
+    "samples": frozenset({"t", "wall", "rr_ms", "source"}),
+    "features": frozenset({"t", "quality", "lost"}),
+    "decisions": frozenset({"t", "who", "name", "reason", "mode", "intensity", "target_before", "target_after",
+                            "level_before", "level_after", "level_name_before", "level_name_after", "shield"}),
+    "commands": frozenset({"t", "type", "origin", "payload", "accepted"}),
+    "suds": frozenset({"t", "value", "origin", "level", "intensity"}),
+    "events": frozenset({"t", "kind", "detail"}),
+    "scene": frozenset({"t", "intensity", "level", "mode", "paused"}),
+}
+_PYTYPES = {"REAL": (int, float), "INTEGER": (int,), "TEXT": (str,)}
 
 
 class StoreError(Exception):
@@ -220,8 +233,20 @@ class SessionReader:
         except sqlite3.Error as e:
             raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
         try:
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version, names = self._schema()
+        except sqlite3.DatabaseError as e:
+            # A file cut short (a crash, a full disk, a partial copy) is shorter than its header
+            # says; SQLite refuses it unless told to trust the file's real size. We never write
+            # the schema: the file is reopened read-only for that.
+            self.db.close()
+            try:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self.db.execute("PRAGMA writable_schema=ON")
+                version, names = self._schema()
+            except sqlite3.Error:
+                self.db.close()
+                raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
+            self._problem(f"the file is damaged or cut short ({e}); reading the parts that are intact")
         except sqlite3.Error as e:
             self.db.close()
             raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
@@ -254,11 +279,16 @@ class SessionReader:
             for k, v in self.db.execute("SELECT key, value FROM meta"):
                 try:
                     self.meta[k] = json.loads(v)
-                except (TypeError, ValueError):
-                    self.meta[k] = v
+                except (TypeError, ValueError):  # the writer stores JSON only: this is damage
+                    self._problem(f"meta entry {k!r} is damaged and left out")
         except sqlite3.Error as e:
             self._problem(f"meta is damaged ({e}); read {len(self.meta)} entries")
         self.id = self.meta.get("session_id", self.path.stem)
+
+    def _schema(self) -> tuple[int, set[str]]:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return version, names
 
     def _problem(self, msg: str) -> None:
         if msg not in self.problems:
@@ -277,11 +307,20 @@ class SessionReader:
         if kind not in self.tables:
             return []
         out: list[tuple] = []
+        have = self._present.get(kind, set())
+        checks = [(_PYTYPES[typ], c in REQUIRED[kind] and c in have) for c, typ in TABLES[kind]]
+        bad = 0
         try:
             for r in self.db.execute(self._select(kind)):
-                out.append(r)
+                if all((v is None and not req) or (isinstance(v, ty) and not isinstance(v, bool))
+                       for v, (ty, req) in zip(r, checks, strict=True)):
+                    out.append(r)
+                else:
+                    bad += 1
         except sqlite3.Error as e:
             self._problem(f"table {kind} is damaged ({e}); read the {len(out)} rows before the damage")
+        if bad:
+            self._problem(f"{bad} damaged {kind} row(s) left out (missing or mistyped values)")
         return out
 
     def records(self, kind: str) -> list[dict]:
