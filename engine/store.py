@@ -210,6 +210,12 @@ class SessionInfo:
         }
 
 
+def _text(b: bytes) -> str:
+    # Text from a damaged page may not be UTF-8: read it with replacement characters rather
+    # than fail the whole table (JSON columns that no longer parse are then left out as damage).
+    return b.decode("utf-8", "replace")
+
+
 class SessionReader:
     """Read a session file; tolerant of a file cut short or damaged by a crash.
 
@@ -230,6 +236,7 @@ class SessionReader:
             # (the frames are recovered, nothing is modified).
             mode = "rw" if os.access(self.path, os.W_OK) else "ro"
             self.db = sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True)
+            self.db.text_factory = _text
         except sqlite3.Error as e:
             raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
         try:
@@ -241,6 +248,7 @@ class SessionReader:
             self.db.close()
             try:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self.db.text_factory = _text
                 self.db.execute("PRAGMA writable_schema=ON")
                 version, names = self._schema()
             except sqlite3.Error:
