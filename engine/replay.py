@@ -119,7 +119,7 @@ def load_log(path: Path) -> SessionLog:
                               str(s["source"] or "")))
     decisions = []
     for d in raw["decisions"]:
-        if _num(d["t"]) is None or _num(d["target_after"]) is None:
+        if any(_num(d[k]) is None for k in ("t", "target_before", "target_after")):
             skip("decisions")
             continue
         d = dict(d)

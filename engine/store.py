@@ -210,6 +210,10 @@ class SessionInfo:
         }
 
 
+# sqlite3 raises UnicodeDecodeError for a damaged schema whose error text is not UTF-8
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
 def _text(b: bytes) -> str:
     # Text from a damaged page may not be UTF-8: read it with replacement characters rather
     # than fail the whole table (JSON columns that no longer parse are then left out as damage).
@@ -241,7 +245,7 @@ class SessionReader:
             raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
         try:
             version, names = self._schema()
-        except sqlite3.DatabaseError as e:
+        except _DB_ERRORS as e:
             # A file cut short (a crash, a full disk, a partial copy) is shorter than its header
             # says; SQLite refuses it unless told to trust the file's real size. We never write
             # the schema: the file is reopened read-only for that.
@@ -251,13 +255,10 @@ class SessionReader:
                 self.db.text_factory = _text
                 self.db.execute("PRAGMA writable_schema=ON")
                 version, names = self._schema()
-            except sqlite3.Error:
+            except _DB_ERRORS:
                 self.db.close()
                 raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
             self._problem(f"the file is damaged or cut short ({e}); reading the parts that are intact")
-        except sqlite3.Error as e:
-            self.db.close()
-            raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
         if "meta" not in names:
             self.db.close()
             raise StoreError(f"{self.path} is not a session file (no meta table)")
@@ -267,14 +268,13 @@ class SessionReader:
                 f"{self.path} has schema version {version}, newer than this software reads "
                 f"({SCHEMA_VERSION}); upgrade exposure to read it")
         self.schema_version = version
-        self.tables = [t for t in KINDS if t in names]
         self._present: dict[str, set[str]] = {}
-        for t in self.tables:
+        for t in [t for t in KINDS if t in names]:
             try:
                 self._present[t] = {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")}
-            except sqlite3.Error as e:
-                self._problem(f"table {t} is unreadable ({e})")
-                self._present[t] = set()
+            except _DB_ERRORS as e:
+                self._problem(f"table {t} is unreadable ({e}); read as empty")
+        self.tables = [t for t in KINDS if t in self._present]
         if version < SCHEMA_VERSION:
             gaps = [f"{t}.{c}" for t in self.tables for c, _ in TABLES[t] if c not in self._present[t]]
             self._problem(f"older schema version {version} (this software writes {SCHEMA_VERSION})"
@@ -289,7 +289,7 @@ class SessionReader:
                     self.meta[k] = json.loads(v)
                 except (TypeError, ValueError):  # the writer stores JSON only: this is damage
                     self._problem(f"meta entry {k!r} is damaged and left out")
-        except sqlite3.Error as e:
+        except _DB_ERRORS as e:
             self._problem(f"meta is damaged ({e}); read {len(self.meta)} entries")
         self.id = self.meta.get("session_id", self.path.stem)
 
@@ -325,7 +325,7 @@ class SessionReader:
                     out.append(r)
                 else:
                     bad += 1
-        except sqlite3.Error as e:
+        except _DB_ERRORS as e:
             self._problem(f"table {kind} is damaged ({e}); read the {len(out)} rows before the damage")
         if bad:
             self._problem(f"{bad} damaged {kind} row(s) left out (missing or mistyped values)")
@@ -340,7 +340,7 @@ class SessionReader:
             return 0
         try:
             return self.db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0]
-        except sqlite3.Error as e:
+        except _DB_ERRORS as e:
             self._problem(f"table {kind} is damaged ({e})")
             return len(self.rows(kind))
 
@@ -350,7 +350,7 @@ class SessionReader:
             if kind in self.tables:
                 try:
                     v = self.db.execute(f"SELECT MAX(t) FROM {kind}").fetchone()[0]
-                except sqlite3.Error:
+                except _DB_ERRORS:
                     ts = [r[0] for r in self.rows(kind) if isinstance(r[0], (int, float))]
                     v = max(ts) if ts else None
                 if isinstance(v, (int, float)) and math.isfinite(v):
