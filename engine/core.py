@@ -277,10 +277,13 @@ class SessionCore:
         lv = self.hierarchy.level_index(x)
         if lv != self.level:
             lo = self.levels
-            if lv > self.level:  # rising: entered lv when x reached its intensity
-                t_in = self._anchor_t + (lo[lv] - 1e-9 - self._anchor_x) / self.target_rate
-            else:  # falling: entered lv when x fell below the next level
-                t_in = self._anchor_t + (self._anchor_x - (lo[lv + 1] - 1e-9)) / self.cfg.ramp_down_per_s
+            up, down = self.target_rate, self.cfg.ramp_down_per_s
+            if lv > self.level and up > 0:  # rising: entered lv when x reached its intensity
+                t_in = self._anchor_t + (lo[lv] - 1e-9 - self._anchor_x) / up
+            elif lv < self.level and down > 0:  # falling: entered lv when x fell below the next level
+                t_in = self._anchor_t + (self._anchor_x - (lo[lv + 1] - 1e-9)) / down
+            else:
+                t_in = self.t
             self.level = lv
             self.level_since = min(self.t, max(self._anchor_t, float(t_in)))
             self.suds_peak = math.nan

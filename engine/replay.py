@@ -483,16 +483,23 @@ def counterfactual(log: SessionLog, controller: str, grid_s: float = 0.25) -> Co
     mine = [d for d in log.decisions if d["who"] in CONTROLLER_WHO and d.get("name") == logged_name]
     mine_t = [d["t"] for d in mine]
     alt_name = rp.core.controller.name
+    # A live core decides at the first tick after its interval, the replay on its grid: pair each
+    # decision with the logged one nearest before it, allowing half a decision interval late.
+    ci = log.meta.get("controller_info") if isinstance(log.meta.get("controller_info"), dict) else {}
+    logged_interval = _num(ci.get("decision_interval")) or rp.core.controller.decision_interval
+    tol = 0.5 * min(rp.core.controller.decision_interval, logged_interval)
     rows = []
     for d in rp.tap.decisions:
         if not (d["who"] in CONTROLLER_WHO and d["name"] == alt_name):
             continue  # therapist commands replayed as logged: the same on both sides
-        j = bisect_right(mine_t, d["t"] + 1e-9) - 1
+        j = bisect_right(mine_t, d["t"] + tol) - 1
         ref = mine[j] if j >= 0 else None
         obs = d.get("obs") or {}
         a_alt = _action(d)
         a_log = _action(ref) if ref is not None else None
-        differs = ref is None or a_alt != a_log or d["level_after"] != ref["level_after"]
+        # a decision differs when its action does (raise / hold / lower); the levels drift apart
+        # as a consequence, which the summary and the plot show
+        differs = ref is None or a_alt != a_log
         rows.append({
             "t": d["t"], "hr": obs.get("hr"), "hr_delta": obs.get("hr_delta"), "suds": obs.get("suds"),
             "logged_t": None if ref is None else ref["t"],
