@@ -234,25 +234,35 @@ def _cf_plot(path: Path, log, res) -> None:
 
 
 def _rendered(args, log, t_from: float, speed: str) -> int:
+    """Re-enact in the scene with the Panda3D runner's ``Runner`` (engine/panda_runner.py),
+    which drives any Session-shaped object once a frame; here a :class:`ReplaySession`."""
     try:
-        from .panda_runner import run_rendered
+        from .panda_runner import Runner, frame_dt, resolve_display
     except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("engine.panda_runner"):
+        if e.name and (e.name.startswith("engine.panda_runner") or e.name.startswith("scenes.")):
             raise UserError(f"--display {args.display}: re-enacting a session in its scene needs the Panda3D "
                             "runner (engine/panda_runner.py), which is not part of this build; use "
                             "--display none to re-derive the decisions") from None
         raise
-    import inspect
-
+    except ImportError as e:
+        raise UserError(f"--display {args.display}: this build's Panda3D runner cannot re-enact a replay "
+                        f"({e}); use --display none") from None
+    from .clock import SimClock
     from .replay import ReplaySession
 
-    if "session" not in inspect.signature(run_rendered).parameters:
-        raise UserError(f"--display {args.display}: this build's Panda3D runner cannot show a prepared "
-                        "replay (run_rendered takes no session=); use --display none")
-    rs = ReplaySession(log, display=args.display, speed=speed, t_from=t_from)
-    print(f"re-enacting {log.id} from {t_from:g} s at speed {speed}", flush=True)
-    _, reason = run_rendered(rs.cfg, out=sys.stdout, session=rs)
-    print(f"replay ended: {reason}")
+    mode = resolve_display(args.display)
+    clock = SimClock() if frame_dt(speed) is not None else None
+    rs = ReplaySession(log, display=mode, speed=speed, t_from=t_from, clock=clock)
+    print(f"re-enacting {log.id} in the {rs.cfg.scene} scene from {_mmss(t_from)} at speed {speed} "
+          f"({mode}); nothing is recorded", flush=True)
+    runner = None
+    try:
+        runner = Runner(rs, mode)
+        reason = runner.run()
+    finally:
+        if runner is not None:
+            runner.close()
+    print(f"replay ended at {_mmss(rs.session_time)}: {reason}; {runner.frames} frames shown")
     return 0
 
 

@@ -528,7 +528,8 @@ class ReplaySession:
     and ``core.arbiter`` read as they did live. Nothing is written: a replay records no session.
     """
 
-    def __init__(self, log: SessionLog, display: str = "offscreen", speed: str = "1", t_from: float = 0.0):
+    def __init__(self, log: SessionLog, display: str = "offscreen", speed: str = "1", t_from: float = 0.0,
+                 clock=None):
         import threading
 
         from .clock import make_clock
@@ -543,8 +544,9 @@ class ReplaySession:
         self.cfg = SessionConfig(scene=self.hierarchy.scene, sensor=f"replay://{log.path}",
                                  controller=self.core.controller.name, display=display,
                                  duration_s=remaining, speed=speed, console=None,
-                                 sessions_dir=log.path.parent)
-        self.clock = make_clock(speed)
+                                 sessions_dir=log.path.parent,
+                                 seed=log.meta.get("seed") if isinstance(log.meta.get("seed"), int) else 0)
+        self.clock = clock or make_clock(speed)
         self.id, self.path = log.id, log.path
         self.source = None
         self.console = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -234,3 +235,30 @@ def test_a_log_with_nothing_intact_cannot_be_replayed_and_says_so():
     empty = SessionLog(Path("x.session"), {"scene": "heights"}, [], [], [], [], [], [], [], 0.0)
     with pytest.raises(ReplayError, match="nothing to replay"):
         rederive(empty)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("engine.panda_runner") is None,
+                    reason="the Panda3D runner (engine/panda_runner.py) is not in this build")
+def test_rendered_replay_offscreen_shows_the_logged_intensity(tmp_path):
+    from engine.clock import SimClock
+
+    Runner = importlib.import_module("engine.panda_runner").Runner  # noqa: N806
+
+    path = record(tmp_path, duration_s=120.0, script=((30.0, {"type": "set_level", "level": 4}),))
+    log = load_log(path)
+    rs = ReplaySession(log, display="offscreen", speed="max", t_from=20.0, clock=SimClock())
+    runner = Runner(rs, "offscreen")
+    try:
+        assert runner.run() == "completed"
+        assert runner.frames >= 300  # 100 s at 0.25 s a frame
+        assert runner.stage.exposure.intensity == pytest.approx(rs.core.intensity, abs=0.05)
+        assert rs.mirror_png is not None and rs.mirror_png[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        runner.close()
+    assert rs.core.level == log.scene[-1]["level"] == 4
+    assert rs.core.intensity == log.scene[-1]["intensity"]
+    p = run_cli("replay", str(path), "--display", "offscreen", "--speed", "max", "--from", "1m",
+                "--sessions-dir", tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "from 01:00 at speed max (offscreen)" in p.stdout
+    assert re.search(r"replay ended at 01:5\d: completed; 2\d\d frames shown", p.stdout), p.stdout
