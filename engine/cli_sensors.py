@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import sys
 import time
@@ -36,7 +37,13 @@ def register(sub) -> None:
     st.set_defaults(func=cmd_stream)
 
 
+def _quiet_bleak() -> None:
+    # bleak warns on every run that bluetoothctl is absent (containers, the BlueZ stand-in)
+    logging.getLogger("bleak.backends.bluezdbus.version").setLevel(logging.ERROR)
+
+
 def cmd_scan(args) -> int:
+    _quiet_bleak()
     from sensors.ble import scan
 
     if not args.timeout > 0:
@@ -58,6 +65,7 @@ def _num(x: float) -> float | None:
 def cmd_stream(args) -> int:
     if args.count < 0:
         raise SensorError("--count must be 0 (no limit) or positive")
+    _quiet_bleak()
     t0 = time.monotonic()
     src = open_source(args.url, clock=lambda: time.monotonic() - t0)
     bank = FeatureBank(1, t0=0.0)
