@@ -8,6 +8,7 @@ under a udev symlink would.
 from __future__ import annotations
 
 import os
+import time
 import tty
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class PtyDevice:
             return
         m, s = os.openpty()
         tty.setraw(s)
+        os.set_blocking(m, False)
         tmp = self.link.with_name(self.link.name + ".new")
         if tmp.is_symlink():
             tmp.unlink()
@@ -48,12 +50,21 @@ class PtyDevice:
                 pass
         self.master = self.slave = None
 
-    def write(self, data: bytes) -> None:
-        if self.master is None:
-            raise OSError("device unplugged")
+    def write(self, data: bytes, timeout: float = 10.0) -> None:
+        """Write all of ``data``, waiting while the tty buffer is full; OSError once unplugged."""
         view = memoryview(data)
+        end = time.monotonic() + timeout
         while view:
-            n = os.write(self.master, view)
+            fd = self.master
+            if fd is None:
+                raise OSError("device unplugged")
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise OSError("nobody is reading the device") from None
+                time.sleep(0.002)
+                continue
             view = view[n:]
 
     def line(self, text: str) -> None:
