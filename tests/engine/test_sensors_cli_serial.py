@@ -28,6 +28,7 @@ def test_stream_csv_across_unplugs(device, capsys):
                         "--json")
     sent: list[tuple[float, list[float]]] = []
     comebacks = []
+    t_plug = 0.0
     try:
         i = 0
         for cycle in range(5):
