@@ -103,7 +103,7 @@ class BeatTracker:
     last reported one and not too close to the window's edge (``edge_s``) are reported.
     """
 
-    def __init__(self, fs: float, kind: str = "ecg", window_s: float = 8.0, step_s: float = 1.0,
+    def __init__(self, fs: float, kind: str = "ecg", window_s: float = 6.0, step_s: float = 1.5,
                  edge_s: float = 0.6, bpm_beats: int = 5):
         _check(fs, kind)
         self.fs, self.kind = float(fs), kind

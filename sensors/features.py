@@ -152,18 +152,19 @@ class FeatureBank:
                 # rhythm the reference has not followed (e.g. no bpm reported): re-anchor on it.
                 # Missed or extra beats do not form such runs: a normal beat breaks them.
                 jumped = in_bounds & ~ok
-                rr_ref = self.rej_ref
-                agree = jumped & ~np.isnan(rr_ref) & \
-                    (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
-                self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
-                                        np.where(present, 0, self.rej_run)).astype(np.int32)
-                self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
-                                        np.where(present, np.nan, self.rej_ref))
-                reanchor = jumped & (self.rej_run >= c.rr_reanchor)
-                ok |= reanchor
-                jump |= reanchor
-                self.rej_run[reanchor] = 0
-                self.rej_ref[reanchor] = np.nan
+                if jumped.any() or self.rej_run.any():  # (rej_run == 0 ⇔ rej_ref is NaN)
+                    rr_ref = self.rej_ref
+                    agree = jumped & ~np.isnan(rr_ref) & \
+                        (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
+                    self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
+                                            np.where(present, 0, self.rej_run)).astype(np.int32)
+                    self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
+                                            np.where(present, np.nan, self.rej_ref))
+                    reanchor = jumped & (self.rej_run >= c.rr_reanchor)
+                    ok |= reanchor
+                    jump |= reanchor
+                    self.rej_run[reanchor] = 0
+                    self.rej_ref[reanchor] = np.nan
                 bad = present & ~ok
                 rejected += bad.astype(np.int32)
                 # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
