@@ -55,6 +55,12 @@ def _bleak():
     return bleak
 
 
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError):  # no D-Bus system bus, or BlueZ not on it
+        return f"Bluetooth service (BlueZ on the D-Bus system bus) not reachable: {e}"
+    return f"{type(e).__name__}: {e}"
+
+
 @dataclass(frozen=True)
 class Found:
     """A strap seen by :func:`scan`."""
@@ -72,7 +78,7 @@ async def scan(timeout: float = 5.0, adapter: str | None = None) -> list[Found]:
         found = await bleak.BleakScanner.discover(timeout=timeout, return_adv=True,
                                                   service_uuids=[HR_SERVICE], **kw)
     except (bleak.exc.BleakError, OSError, EOFError) as e:
-        raise SensorError(f"cannot scan for Bluetooth devices: {e}", reason="no-bluetooth") from None
+        raise SensorError(f"cannot scan for Bluetooth devices: {_describe(e)}", reason="no-bluetooth") from None
     out = [Found(adv.local_name or d.name or "", d.address, int(adv.rssi)) for d, adv in found.values()]
     return sorted(out, key=lambda f: (-f.rssi, f.address))
 
@@ -180,8 +186,7 @@ class BLESource(HRSource):
                 if connected:
                     self.emit(self.clock(), "disconnected", reason=f"{type(e).__name__}: {e}")
                 else:
-                    self.emit(self.clock(), "connect_failed", attempt=self.attempts,
-                              error=f"{type(e).__name__}: {e}")
+                    self.emit(self.clock(), "connect_failed", attempt=self.attempts, error=_describe(e))
             delay = self.backoff.next()
             self.emit(self.clock(), "reconnecting", delay=delay, attempt=self.attempts + 1)
             await self.sleep(delay)
