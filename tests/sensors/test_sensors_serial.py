@@ -107,8 +107,11 @@ def test_socket_url(tmp_path):
     srv.listen(1)
     port = srv.getsockname()[1]
 
+    opened = threading.Event()
+
     def serve():
         c, _ = srv.accept()
+        opened.wait(30)  # pyserial's socket:// open() discards what arrived before it returned
         c.sendall(b"61,983\n62,967.7\njunk\n63\n")
         c.recv(1)  # until the client goes
         c.close()
@@ -116,7 +119,8 @@ def test_socket_url(tmp_path):
     th = threading.Thread(target=serve, daemon=True)
     th.start()
     src = open_source(f"socket://127.0.0.1:{port}?format=csv")
-    got = asyncio.run(_run(src, 3))
+    got = asyncio.run(_run(src, 3, lambda ev: ev.kind == "connected" and opened.set()))
+    th.join(10)
     srv.close()
     assert [(s.bpm, s.rr_ms) for s in got] == [(61.0, (983.0,)), (62.0, (967.7,)), (63.0, ())]
     assert src.rejected == {"not-a-number": 1}
