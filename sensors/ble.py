@@ -11,7 +11,9 @@ every change of connection state is reported as an event: ``connected``, ``disco
 ``reconnecting`` (with the delay before the next attempt) and ``connect_failed``.
 
 URL parameters: ``scan`` seconds per scan attempt (default 5), ``timeout`` connect timeout
-(default 10), ``adapter`` (e.g. ``hci1``).
+(default 10), ``stale`` seconds without a notification after which a link that still claims to
+be up is dropped and re-established (default 10; a strap notifies about once a second),
+``adapter`` (e.g. ``hci1``).
 
 Built on bleak (the BlueZ backend on Linux), imported when a source is opened.
 """
@@ -88,7 +90,8 @@ class BLESource(HRSource):
 
     def __init__(self, url: str, target: str, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable] | None = None, scan_timeout: float = 5.0,
-                 connect_timeout: float = 10.0, adapter: str | None = None, backoff: Backoff | None = None):
+                 connect_timeout: float = 10.0, adapter: str | None = None, backoff: Backoff | None = None,
+                 stale_s: float = 10.0):
         super().__init__(url)
         if not target:
             raise SourceURLError("ble:// needs a strap name or address, e.g. ble://Polar%20H10")
@@ -103,6 +106,9 @@ class BLESource(HRSource):
         self.location: str | None = None
         self.battery: int | None = None
         self.attempts = 0
+        #: no notification for this long on a link that claims to be up: treat it as lost (a
+        #: bluetoothd that died without announcing the link's end leaves it looking connected)
+        self.stale_s = stale_s
 
     def _matches(self, device, adv) -> bool:
         if self.by_address:
@@ -149,6 +155,7 @@ class BLESource(HRSource):
         while True:
             self.attempts += 1
             connected = False
+            stale = False
             try:
                 device = await self._find(bleak)
                 if device is None:
@@ -169,7 +176,11 @@ class BLESource(HRSource):
                               location=self.location, battery=self.battery, attempt=self.attempts)
                     self.attempts = 0
                     while True:
-                        item = await q.get()
+                        try:
+                            item = await asyncio.wait_for(q.get(), self.stale_s)
+                        except TimeoutError:
+                            stale = True
+                            break
                         if item is _LOST:
                             break
                         t, wall, data = item
@@ -181,10 +192,12 @@ class BLESource(HRSource):
                             continue
                         last_t = t
                         yield s
-                self.emit(self.clock(), "disconnected", address=device.address, reason="link lost")
+                self.emit(self.clock(), "disconnected", address=device.address,
+                          reason=f"no notification for {self.stale_s:g} s" if stale else "link lost")
             except (bleak.exc.BleakError, SensorError, TimeoutError, OSError, EOFError) as e:
                 if connected:
-                    self.emit(self.clock(), "disconnected", reason=f"{type(e).__name__}: {e}")
+                    why = f"no notification for {self.stale_s:g} s" if stale else _describe(e)
+                    self.emit(self.clock(), "disconnected", reason=why)
                 else:
                     self.emit(self.clock(), "connect_failed", attempt=self.attempts, error=_describe(e))
             delay = self.backoff.next()
@@ -193,19 +206,22 @@ class BLESource(HRSource):
 
 
 def _factory(target: str, params: dict[str, str], options: dict) -> HRSource:
-    extra = set(params) - {"scan", "timeout", "adapter"}
+    extra = set(params) - {"scan", "timeout", "adapter", "stale"}
     if extra:
-        raise SourceURLError(f"unknown ble:// parameter(s): {', '.join(sorted(extra))} (known: scan, timeout, adapter)")
+        raise SourceURLError(f"unknown ble:// parameter(s): {', '.join(sorted(extra))} "
+                             "(known: scan, timeout, stale, adapter)")
     try:
         scan_s = float(params.get("scan", 5.0))
         timeout = float(params.get("timeout", 10.0))
+        stale = float(params.get("stale", 10.0))
     except ValueError as e:
         raise SourceURLError(f"ble:// parameter is not a number: {e}") from None
-    if not (scan_s > 0 and timeout > 0):
-        raise SourceURLError("ble:// scan and timeout must be positive")
+    if not (scan_s > 0 and timeout > 0 and stale > 0):
+        raise SourceURLError("ble:// scan, timeout and stale must be positive")
     url = "ble://" + target
     return BLESource(url, target, clock=options.get("clock") or time.monotonic, scan_timeout=scan_s,
-                     connect_timeout=timeout, adapter=params.get("adapter"), sleep=options.get("sleep"))
+                     connect_timeout=timeout, adapter=params.get("adapter"), sleep=options.get("sleep"),
+                     stale_s=stale)
 
 
 register_scheme("ble", _factory)

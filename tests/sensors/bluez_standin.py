@@ -7,6 +7,7 @@ Device1 Connect/Disconnect, GATT services/characteristics/descriptors with ReadV
 StartNotify, notifications as PropertiesChanged on the characteristic's Value.
 
 Test controls (thread-safe): :meth:`advertise`, :meth:`drop_link`, :meth:`fail_next_connects`,
+:meth:`crash` / :meth:`restart` (bluetoothd dying unannounced, and coming back),
 :meth:`notify` (push exact bytes), :meth:`feed` (send payloads from a list at an interval while
 a client is subscribed). Everything that happens is logged in :attr:`log` with the stand-in's
 monotonic time, so tests can measure in stand-in time and events.
@@ -207,6 +208,30 @@ class BlueZStandIn:
 
     def drop_link(self) -> None:
         self._call(self._lose_link, "link lost")
+
+    def crash(self) -> None:
+        """bluetoothd dies: its bus connection closes and nothing is announced (clients are left
+        believing the link is up)."""
+        async def _do():
+            self.connected = self.resolved = self.notifying = False
+            self.discovering = 0
+            self.bus.disconnect()
+            self._log("crash")
+        asyncio.run_coroutine_threadsafe(_do(), self.loop).result(5)
+
+    def restart(self) -> None:
+        """bluetoothd starts again and announces its adapter and known devices, none connected."""
+        async def _do():
+            self.bus = await MessageBus(bus_address=self.bus_address, bus_type=BusType.SYSTEM).connect()
+            self.bus.add_message_handler(self._handle)
+            await self.bus.request_name("org.bluez")
+            self._send(Message.new_signal("/", OM, "InterfacesAdded", "oa{sa{sv}}",
+                                          [HCI, {ADAPTER: self._adapter_props()}]))
+            if self.device_known:
+                self._send(Message.new_signal("/", OM, "InterfacesAdded", "oa{sa{sv}}",
+                                              [self.dev, {DEVICE: self._device_props()}]))
+            self._log("restart")
+        asyncio.run_coroutine_threadsafe(_do(), self.loop).result(5)
 
     def fail_next_connects(self, n: int) -> None:
         def _set(k):

@@ -136,3 +136,28 @@ def test_strap_gone_then_back(strap):
     assert len(fails) >= 2 and all("not-found" in e.detail["error"] or "no heart-rate strap" in e.detail["error"]
                                    for e in fails)
     assert [e.kind for e in evs].count("connected") == 2
+
+
+def test_bluez_dying_unannounced_is_noticed_and_survived(strap):
+    """A bluetoothd crash announces nothing: the link looks up but goes silent. The source drops it
+    after ``stale_s`` without notifications and reconnects once BlueZ is back."""
+    strap.feed([bytes([0x10, 80, 0x00, 0x03])] * 400, 0.05)
+    src = BLESource("ble://Polar", "Polar", scan_timeout=0.5, stale_s=1.0, backoff=Backoff(0.05, 0.2))
+    evs = _events(src)
+    tasks = []
+
+    async def come_back():
+        while sum(e.kind == "connect_failed" for e in evs) < 2:
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(strap.restart)
+
+    async def act(n):
+        if n == 5:
+            await asyncio.to_thread(strap.crash)
+            tasks.append(asyncio.create_task(come_back()))
+    got = asyncio.run(_take(src, 10, act))
+    assert [s.bpm for s in got] == [80.0] * 10
+    kinds = [e.kind for e in evs]
+    assert kinds[:2] == ["connected", "disconnected"] and kinds[-1] == "connected"
+    assert evs[1].detail["reason"] == "no notification for 1 s"
+    assert kinds.count("connect_failed") >= 2
