@@ -206,6 +206,12 @@ class SerialSource(HRSource):
 
 def _factory(scheme: str):
     def make(target: str, params: dict[str, str], options: dict) -> HRSource:
+        if options.get("serial_opener") is None:
+            try:
+                import serial  # noqa: F401
+            except ModuleNotFoundError:
+                raise SensorError(f"{scheme}:// needs pyserial: pip install pyserial",
+                                  reason="missing-dependency") from None
         if not target:
             raise SourceURLError(f"{scheme}:// needs a port, e.g. serial:///dev/ttyUSB0?baud=115200&format=csv")
         extra = set(params) - {"baud", "format", "fs", "signal"}

@@ -53,9 +53,9 @@ def test_stream_ble_survives_link_loss_and_failed_connect(strap, capsys):
         # the strap goes away: link lost, no longer advertising, and its next connect will fail
         strap.fail_next_connects(1)
         strap.advertise(False)
+        scans = len(strap.events("scan-start"))
         strap.drop_link()
         child.wait_for(lambda: "disconnected" in child.kinds())
-        scans = len(strap.events("scan-start"))
         assert strap.wait_for(lambda: len(strap.events("scan-start")) > scans, 30)  # looking for it
         strap.advertise(True)  # the strap comes back
         t_back = strap.events("advertise")[-1][0]
