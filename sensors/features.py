@@ -19,15 +19,15 @@ Outputs (:class:`FeatureFrame`):
     rmssd      root mean square of successive RR differences over the last
                ``rmssd_window`` intervals (ms), leaving out differences across a rejected
                one (an artefact breaks the chain); NaN until 2 successive differences
+    quality    signal quality in [0, 1]: a moving share of valid readings and accepted RR
+    lost       True when no valid reading came for ``lost_after_s`` seconds: loss of signal
+               is a state, never just a missing number
+    since_valid  seconds since the last valid reading
 
 RR artefact rejection: physiological bounds (``min_rr_ms``…``max_rr_ms``: spurious short
 intervals), then a jump test against a running reference (a missed beat doubles an interval,
 an extra beat splits one); a jump is accepted when the reported bpm agrees with it, or when
 ``rr_reanchor`` rejected intervals in a row agree with one another (a real change of rhythm).
-    quality    signal quality in [0, 1]: a moving share of valid readings and accepted RR
-    lost       True when no valid reading came for ``lost_after_s`` seconds: loss of signal
-               is a state, never just a missing number
-    since_valid  seconds since the last valid reading
 """
 
 from __future__ import annotations
