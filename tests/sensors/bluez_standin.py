@@ -19,6 +19,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -63,6 +64,8 @@ class BlueZStandIn:
                  location: int = 1, battery: int = 87, rssi: int = -58):
         self.dir = Path(workdir)
         self.sock = self.dir / "bus.sock"
+        if len(str(self.sock)) > 100:  # a unix socket path must fit in 108 bytes
+            self.sock = Path(tempfile.mkdtemp(prefix="bluez-")) / "bus.sock"
         self.bus_address = f"unix:path={self.sock}"
         self.name, self.address, self.rssi = name, address, rssi
         self.dev = f"{HCI}/dev_{address.replace(':', '_')}"
