@@ -14,6 +14,9 @@ COMMAND_TYPES = ("stop", "pause", "resume", "hold", "auto", "manual", "set_level
 EVENT_KINDS = ("gust", "surge", "noise")
 ORIGINS = ("therapist", "patient", "system", "test")
 MAX_TEXT = 2000
+#: the fields each command type takes (all required)
+FIELDS = {"set_level": ("level",), "set_intensity": ("intensity",), "suds": ("value",),
+          "event": ("kind",), "annotate": ("text",)}
 
 
 class CommandError(ValueError):
@@ -60,10 +63,12 @@ def parse_command(d: object, origin: str = "therapist", n_levels: int | None = N
         raise CommandError(f"unknown command type {typ!r}: one of {', '.join(COMMAND_TYPES)}")
     if origin not in ORIGINS:
         raise CommandError(f"unknown origin {origin!r}")
-    known = {"type", "level", "intensity", "value", "kind", "text"}
-    unknown = sorted(set(d) - known)
+    allowed = {"type"} | set(FIELDS.get(typ, ()))
+    unknown = sorted(map(str, set(d) - allowed))
     if unknown:
-        raise CommandError(f"command {typ!r}: unknown field(s) {', '.join(map(str, unknown))}")
+        if len(allowed) == 1:
+            raise CommandError(f"command {typ!r} takes no fields, got {', '.join(unknown)}")
+        raise CommandError(f"command {typ!r}: unknown field(s) {', '.join(unknown)}")
     if typ == "set_level":
         top = (n_levels - 1) if n_levels else 1000
         lv = _num(d, "level", 0, top, typ)
@@ -87,7 +92,4 @@ def parse_command(d: object, origin: str = "therapist", n_levels: int | None = N
         if len(text) > MAX_TEXT:
             raise CommandError(f"command 'annotate': text longer than {MAX_TEXT} characters")
         return Command(typ, origin, text=text)
-    extra = sorted(set(d) - {"type"})
-    if extra:
-        raise CommandError(f"command {typ!r} takes no fields, got {', '.join(extra)}")
     return Command(typ, origin)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
                     counts[kind] = t.num_rows
         for kind in EXPORT_KINDS:
             os.replace(tmp / targets[kind].name, targets[kind])
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} is damaged ({e}); nothing was exported. "
+                         "Try 'exposure sessions' to see what is readable") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return counts

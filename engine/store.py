@@ -13,11 +13,13 @@ meta, samples, features, decisions, commands, suds, events, scene.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
               ("paused", "INTEGER"), ("behaviour", "TEXT")),
 }
 KINDS = tuple(TABLES)
+log = logging.getLogger(__name__)
 #: columns never NULL in a healthy file; a row lacking one (or holding a value of the wrong
 #: type anywhere) comes from a damaged page and is left out by SessionReader, counted
 REQUIRED: dict[str, frozenset[str]] = {
@@ -140,51 +143,80 @@ class SessionWriter:
                      for name, cols in TABLES.items()}
         self._buf: dict[str, list[tuple]] = {name: [] for name in TABLES}
         self._meta: dict[str, object] = {}
+        self._lock = threading.Lock()  # guards the buffers
+        self._db_lock = threading.Lock()  # one flush at a time
         self.flush_s = flush_s
-        self._last_flush = time.monotonic()
         self.counts = {name: 0 for name in TABLES}
         self.closed = False
+        self.flush_errors = 0
         self.set_meta(schema_version=SCHEMA_VERSION, session_id=self.id, patient=patient, **meta)
         self.flush()
+        # Commits happen on a thread of their own, so a tick never waits on the disk.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._flusher, name=f"store-{self.id}", daemon=True)
+        self._thread.start()
+
+    def _flusher(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            try:
+                self.flush()
+            except sqlite3.Error as e:  # disk full, I/O error: keep the rows, retry, say so
+                self.flush_errors += 1
+                log.error("session %s: could not write to %s (%s); will retry", self.id, self.path, e)
 
     def set_meta(self, **kv) -> None:
-        self._meta.update(kv)
+        with self._lock:
+            self._meta.update(kv)
 
     def write(self, kind: str, row: tuple) -> None:
-        self._buf[kind].append(row)
+        with self._lock:
+            self._buf[kind].append(row)
         self.counts[kind] += 1
 
     def write_dict(self, kind: str, row: dict) -> None:
         self.write(kind, tuple(row.get(c) for c, _ in TABLES[kind]))
 
     def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
+        """Kept for callers that step without the flusher thread; the thread commits anyway."""
 
     def flush(self) -> None:
-        if self.closed:
-            return
-        db = self.db
-        db.execute("BEGIN")
-        for name, rows in self._buf.items():
-            if rows:
-                db.executemany(self._sql[name], [tuple(_enc(v) for v in r) for r in rows])
-                rows.clear()
-        if self._meta:
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                           [(k, json.dumps(v, default=_json_default)) for k, v in self._meta.items()])
-            self._meta.clear()
-        db.execute("COMMIT")
-        self._last_flush = time.monotonic()
+        with self._db_lock:
+            if self.closed:
+                return
+            with self._lock:
+                bufs, self._buf = self._buf, {name: [] for name in TABLES}
+                meta, self._meta = self._meta, {}
+            db = self.db
+            try:
+                db.execute("BEGIN")
+                for name, rows in bufs.items():
+                    if rows:
+                        db.executemany(self._sql[name], [tuple(_enc(v) for v in r) for r in rows])
+                if meta:
+                    db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                   [(k, json.dumps(v, default=_json_default)) for k, v in meta.items()])
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                with self._lock:  # put the rows back in front, in order, for the next try
+                    for name, rows in bufs.items():
+                        self._buf[name][:0] = rows
+                    self._meta = {**meta, **self._meta}
+                raise
 
     def close(self, **final_meta) -> None:
         if self.closed:
             return
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
         self.set_meta(**final_meta)
         self.flush()
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.close()
-        self.closed = True
+        with self._db_lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.close()
+            self.closed = True
 
 
 @dataclass

@@ -17,11 +17,17 @@ Outputs (:class:`FeatureFrame`):
     hr_delta   hr − baseline (bpm)
     hr_slope   smoothed rate of change of HR (bpm/s)
     rmssd      root mean square of successive RR differences over the last
-               ``rmssd_window`` accepted intervals (ms); NaN until 3 intervals
+               ``rmssd_window`` intervals (ms), leaving out differences across a rejected
+               one (an artefact breaks the chain); NaN until 2 successive differences
     quality    signal quality in [0, 1]: a moving share of valid readings and accepted RR
     lost       True when no valid reading came for ``lost_after_s`` seconds: loss of signal
                is a state, never just a missing number
     since_valid  seconds since the last valid reading
+
+RR artefact rejection: physiological bounds (``min_rr_ms``…``max_rr_ms``: spurious short
+intervals), then a jump test against a running reference (a missed beat doubles an interval,
+an extra beat splits one); a jump is accepted when the reported bpm agrees with it, or when
+``rr_reanchor`` rejected intervals in a row agree with one another (a real change of rhythm).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class FeatureConfig:
     min_rr_ms: float = 273.0  # 220 bpm
     max_rr_ms: float = 2000.0  # 30 bpm
     rr_jump: float = 0.25  # reject an RR differing by more than 25% from the recent mean
+    rr_reanchor: int = 4  # this many consecutive rejected RR that agree with each other: a real change
     baseline_s: float = 120.0
     rmssd_window: int = 16
     slope_tau_s: float = 8.0
@@ -99,6 +106,8 @@ class FeatureBank:
         self.baseline = nan.copy()
         self.rr_buf = np.full((n, c.rmssd_window), np.nan)
         self.rr_mean = nan.copy()
+        self.rej_run = np.zeros(n, dtype=np.int32)  # consecutive jump-rejected RR that agree
+        self.rej_ref = nan.copy()  # their running mean
 
     def rebaseline(self, t: float, mask: np.ndarray | None = None) -> None:
         """Start a new resting baseline at ``t`` (e.g. during a calm period)."""
@@ -137,11 +146,32 @@ class FeatureBank:
                 # When the reported bpm disagrees with the old reference but agrees with x, the
                 # rhythm really changed: accept and re-anchor.
                 agrees_bpm = got & (np.abs(60000.0 / np.where(ok, x, 1.0) - bpm) < 0.2 * bpm)
+                in_bounds = ok.copy()
                 ok &= ~jump | agrees_bpm
-                rejected += (present & ~ok).astype(np.int32)
-                if ok.any():
-                    self.rr_buf[ok, :-1] = self.rr_buf[ok, 1:]
-                    self.rr_buf[ok, -1] = x[ok]
+                # A run of rejected intervals that agree with one another is a real change of
+                # rhythm the reference has not followed (e.g. no bpm reported): re-anchor on it.
+                # Missed or extra beats do not form such runs: a normal beat breaks them.
+                jumped = in_bounds & ~ok
+                if jumped.any() or self.rej_run.any():  # (rej_run == 0 ⇔ rej_ref is NaN)
+                    rr_ref = self.rej_ref
+                    agree = jumped & ~np.isnan(rr_ref) & \
+                        (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
+                    self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
+                                            np.where(present, 0, self.rej_run)).astype(np.int32)
+                    self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
+                                            np.where(present, np.nan, self.rej_ref))
+                    reanchor = jumped & (self.rej_run >= c.rr_reanchor)
+                    ok |= reanchor
+                    jump |= reanchor
+                    self.rej_run[reanchor] = 0
+                    self.rej_ref[reanchor] = np.nan
+                bad = present & ~ok
+                rejected += bad.astype(np.int32)
+                # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
+                mark = ok | bad
+                if mark.any():
+                    self.rr_buf[mark, :-1] = self.rr_buf[mark, 1:]
+                    self.rr_buf[mark, -1] = np.where(ok[mark], x[mark], np.nan)
                     self.rr_mean = np.where(ok, np.where(np.isnan(ref) | jump, x, 0.8 * ref + 0.2 * x),
                                             self.rr_mean)
 

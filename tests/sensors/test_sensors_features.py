@@ -1,0 +1,129 @@
+"""Feature values: baseline, delta, slope, RMSSD, artefact rejection, quality, loss of signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sensors.features import FeatureBank, FeatureConfig
+
+NAN = np.nan
+
+
+def feed(bank, t, bpm, rr=(), contact=-1):
+    r = np.full((1, max(1, len(rr))), NAN)
+    r[0, :len(rr)] = rr
+    return bank.update(t, np.array([bpm], dtype=float), r, np.array([contact], dtype=np.int8))
+
+
+def test_baseline_then_delta():
+    b = FeatureBank(1)
+    for t in range(1, 121):
+        f = feed(b, float(t), 70.0 if t % 2 else 72.0)
+    assert f.baseline[0] == pytest.approx(71.0)
+    for t in range(121, 200):
+        f = feed(b, float(t), 95.0)
+    assert f.baseline[0] == pytest.approx(71.0)  # frozen after baseline_s
+    assert f.hr[0] == 95.0 and f.hr_delta[0] == pytest.approx(24.0)
+    b.rebaseline(200.0)
+    for t in range(201, 260):
+        f = feed(b, float(t), 80.0)
+    assert f.baseline[0] == pytest.approx(80.0)
+
+
+def test_slope_follows_a_ramp():
+    b = FeatureBank(1)
+    for t in range(1, 80):
+        f = feed(b, float(t), 60.0 + 0.5 * t)
+    assert f.hr_slope[0] == pytest.approx(0.5, abs=0.01)
+    for t in range(80, 160):
+        f = feed(b, float(t), 100.0)
+    assert abs(f.hr_slope[0]) < 0.01
+
+
+def test_rmssd_value():
+    b = FeatureBank(1)
+    rr = [800.0, 850.0] * 10
+    for i, x in enumerate(rr):
+        f = feed(b, float(i + 1), 73.0, [x])
+    assert f.rmssd[0] == pytest.approx(50.0)
+    assert f.rejected_rr[0] == 0
+
+
+def test_missed_and_extra_beats_and_short_spikes_are_rejected():
+    b = FeatureBank(1)
+    t = 0.0
+    for _ in range(10):
+        t += 1
+        feed(b, t, 75.0, [800.0])
+    f = feed(b, t + 1, 75.0, [1600.0])  # a missed beat
+    assert f.rejected_rr[0] == 1
+    f = feed(b, t + 2, 75.0, [400.0, 400.0])  # an extra beat splits one interval
+    assert f.rejected_rr[0] == 2
+    f = feed(b, t + 3, 75.0, [120.0])  # a spurious short interval
+    assert f.rejected_rr[0] == 1
+    for k in range(4):
+        f = feed(b, t + 4 + k, 75.0, [810.0 if k % 2 else 790.0])
+    assert f.rejected_rr[0] == 0
+    # RMSSD only over successive accepted intervals: in the 16-interval window, 7 differences of
+    # 0 among the 800s and 3 of 20 ms; none across the artefacts (800 → 790 would add one of 10)
+    assert f.rmssd[0] == pytest.approx(np.sqrt(3 * 20.0 ** 2 / 10))
+
+
+def test_real_change_of_rhythm_without_bpm_is_followed():
+    b = FeatureBank(1)
+    for i in range(10):
+        feed(b, float(i + 1), NAN, [800.0])
+    rej = []
+    for i in range(10):
+        rej.append(int(feed(b, float(11 + i), NAN, [560.0 + (i % 2) * 10]).rejected_rr[0]))
+    cfg = FeatureConfig()
+    assert rej == [1] * (cfg.rr_reanchor - 1) + [0] * (10 - cfg.rr_reanchor + 1)
+    # alternating missed beats never form such a run
+    b = FeatureBank(1)
+    for i in range(10):
+        feed(b, float(i + 1), NAN, [800.0])
+    rej = [int(feed(b, float(11 + i), NAN, [1600.0 if i % 2 == 0 else 800.0]).rejected_rr[0]) for i in range(12)]
+    assert rej == [1, 0] * 6
+
+
+def test_contact_and_bounds_and_loss_of_signal():
+    b = FeatureBank(1)
+    f = feed(b, 1.0, 72.0, contact=0)
+    assert np.isnan(f.hr[0]) and f.quality[0] == 0.0
+    for t in range(2, 40):
+        f = feed(b, float(t), 72.0, contact=1)
+    q = f.quality[0]
+    assert 0.95 < q <= 1.0 and not f.lost[0]
+    f = feed(b, 40.0, 260.0)  # out of bounds: not valid
+    assert f.hr[0] == 72.0
+    f = b.update(44.0, np.array([NAN]))
+    assert not f.lost[0] and f.since_valid[0] == pytest.approx(5.0)
+    f = b.update(45.5, np.array([NAN]))
+    assert f.lost[0] and f.quality[0] == 0.0 and f.since_valid[0] == pytest.approx(6.5)
+    f = feed(b, 46.0, 72.0)
+    assert not f.lost[0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 400), st.lists(st.floats(0, 4000), max_size=3),
+                          st.sampled_from([-1, 0, 1])), min_size=1, max_size=40), st.integers(2, 5))
+def test_vectorised_equals_one_by_one(stream, n):
+    """N patients in one bank give exactly what N banks of one give (the evaluator vs live)."""
+    banks = [FeatureBank(1) for _ in range(n)]
+    big = FeatureBank(n)
+    for i, (bpm, rr, contact) in enumerate(stream):
+        t = float(i + 1)
+        bpms = np.array([bpm + k for k in range(n)])
+        rrs = np.full((n, 3), NAN)
+        for k in range(n):
+            rrs[k, :len(rr)] = [x * (1 + 0.1 * k) for x in rr]
+        cs = np.array([contact] * n, dtype=np.int8)
+        fb = big.update(t, bpms, rrs, cs)
+        for k in range(n):
+            f1 = banks[k].update(t, bpms[k:k + 1], rrs[k:k + 1], cs[k:k + 1])
+            for name in ("hr", "baseline", "hr_slope", "rmssd", "quality", "lost", "rejected_rr"):
+                a, c = getattr(fb, name)[k], getattr(f1, name)[0]
+                assert (np.isnan(a) and np.isnan(c)) or a == pytest.approx(c), name
