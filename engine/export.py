@@ -81,6 +81,8 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
                     t = arrow_table(r, kind)
                     pq.write_table(t, p)
                     counts[kind] = t.num_rows
+            if r.damaged:  # the reader reads around damage; a single export is all or nothing
+                raise sqlite3.DatabaseError(r.problems[0])
         for kind in EXPORT_KINDS:
             os.replace(tmp / targets[kind].name, targets[kind])
     except sqlite3.DatabaseError as e:

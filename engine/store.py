@@ -267,6 +267,7 @@ class SessionReader:
             raise StoreError(f"no session file at {self.path}")
         #: one line per thing that could not be read (damage, older schema); empty when whole
         self.problems: list[str] = []
+        self.damaged = False
         try:
             # Open read-write when we can so SQLite replays a WAL left by a killed writer
             # (the frames are recovered, nothing is modified).
@@ -309,11 +310,11 @@ class SessionReader:
         self.tables = [t for t in KINDS if t in self._present]
         if version < SCHEMA_VERSION:
             gaps = [f"{t}.{c}" for t in self.tables for c, _ in TABLES[t] if c not in self._present[t]]
-            self._problem(f"older schema version {version} (this software writes {SCHEMA_VERSION})"
+            self._problem(damage=False, msg=f"older schema version {version} (this software writes {SCHEMA_VERSION})"
                           + (f"; columns it lacks read as empty: {', '.join(gaps)}" if gaps else ""))
         missing = [t for t in KINDS if t not in names]
         if missing:
-            self._problem(f"tables missing: {', '.join(missing)} (read as empty)")
+            self._problem(f"tables missing: {', '.join(missing)} (read as empty)", damage=version >= SCHEMA_VERSION)
         self.meta = {}
         try:
             for k, v in self.db.execute("SELECT key, value FROM meta"):
@@ -330,7 +331,10 @@ class SessionReader:
         names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return version, names
 
-    def _problem(self, msg: str) -> None:
+    def _problem(self, msg: str, damage: bool = True) -> None:
+        #: True once anything could not be read because the file is damaged (not for an older
+        #: schema): a caller that must have all or nothing (single-session export) checks it
+        self.damaged = self.damaged or damage
         if msg not in self.problems:
             self.problems.append(msg)
 
