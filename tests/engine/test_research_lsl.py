@@ -40,7 +40,8 @@ def _pull_until_exit(inlets, proc, limit_s: float = 60.0):
 
 def test_an_inlet_receives_the_hr_of_a_running_session(tmp_path):
     d = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--display", "none", "--speed", "10",
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--controller", "ladder",
+                             "--display", "none", "--speed", "10",
                              "--duration", "90s", "--console", "off", "--lsl", "--seed", "4",
                              "--sessions-dir", str(d)],
                             env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

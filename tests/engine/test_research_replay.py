@@ -36,7 +36,8 @@ def _only_session(d: Path) -> Path:
 @pytest.mark.parametrize("speed, duration", [("20", "2m"), ("max", "20m")])
 def test_session_recorded_by_the_cli_replays_to_the_same_decisions(tmp_path, speed, duration):
     d = tmp_path / "s"
-    run_cli("run", "--display", "none", "--speed", speed, "--duration", duration, "--console", "off",
+    run_cli("run", "--controller", "ladder", "--display", "none", "--speed", speed, "--duration", duration,
+            "--console", "off",
             "--seed", "5", "--sessions-dir", d, check=True)
     path = _only_session(d)
     with SessionReader(path) as r:
@@ -150,10 +151,12 @@ def test_replay_source_feeds_the_logged_signal_at_its_times(tmp_path):
     """A session run on replay://X sees X's samples at their times: with X's controller and tick
     grid, it makes X's decisions."""
     d = tmp_path / "s"
-    run_cli("run", "--display", "none", "--speed", "max", "--duration", "10m", "--console", "off",
+    run_cli("run", "--controller", "ladder", "--display", "none", "--speed", "max", "--duration", "10m",
+            "--console", "off",
             "--seed", "9", "--sessions-dir", d, check=True)
     x = _only_session(d)
-    p = run_cli("run", "--sensor", f"replay://{x.stem}", "--display", "none", "--speed", "max", "--duration",
+    p = run_cli("run", "--controller", "ladder", "--sensor", f"replay://{x.stem}", "--display", "none",
+                "--speed", "max", "--duration",
                 "10m", "--console", "off", "--seed", "9", "--sessions-dir", d, check=True)
     y = Path(p.stdout.split()[-1])
     with SessionReader(x) as a, SessionReader(y) as b:
@@ -206,7 +209,8 @@ def test_rendered_replay_without_the_runner_says_so(tmp_path):
 
 def test_replay_of_a_session_killed_mid_run_checks_what_was_recorded(tmp_path):
     d = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--display", "none", "--speed", "50",
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--controller", "ladder",
+                             "--display", "none", "--speed", "50",
                              "--duration", "45m", "--console", "off", "--sessions-dir", str(d)],
                             env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
