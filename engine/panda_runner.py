@@ -260,7 +260,9 @@ class Runner:
             lk.p -= inp.mouse_dy * 0.15
             d = self.clock.getDt() * 60.0
             if not self.ui.prompting:
-                lk.h += d * (("arrow_left" in inp.held or "a" in inp.held) - ("arrow_right" in inp.held or "d" in inp.held))
+                left = "arrow_left" in inp.held or "a" in inp.held
+                right = "arrow_right" in inp.held or "d" in inp.held
+                lk.h += d * (left - right)
                 lk.p += d * (("arrow_up" in inp.held) - ("arrow_down" in inp.held))
                 lk.step += self.clock.getDt() * 0.8 * (("w" in inp.held) - ("s" in inp.held))
             lk.p = max(-89.0, min(89.0, lk.p))

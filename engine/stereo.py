@@ -74,13 +74,13 @@ class StereoRig:
     def apply(self, t: float) -> HeadPose:
         p = self.source.pose(t)
         self.host.head.setPosHpr(*p.pos, *p.hpr)
-        for (buf, _, cam, lens), eye in zip(self.eyes, p.eyes):
+        for (buf, _, cam, lens), eye in zip(self.eyes, p.eyes, strict=True):
             cam.setPos(*eye.offset)
-            l, r, d, u = (math.tan(math.radians(a)) for a in eye.fov)
+            lf, r, d, u = (math.tan(math.radians(a)) for a in eye.fov)
             # an asymmetric frustum: film size and offset in units of the focal length (1)
             lens.setFocalLength(1.0)
-            lens.setFilmSize(r - l, u - d)
-            lens.setFilmOffset((r + l) / 2, (u + d) / 2)
+            lens.setFilmSize(r - lf, u - d)
+            lens.setFilmOffset((r + lf) / 2, (u + d) / 2)
             buf.setClearColor(self.host.output.getClearColor())
         return p
 

@@ -174,7 +174,8 @@ class CrowdsScene(Scene):
         self.tpl, self.parts = tpl, parts
         n, V = MAX_PEOPLE, len(tpl)
         rng = np.random.default_rng(self.seed + 100)
-        palette = np.stack([_SHIRTS[rng.integers(len(_SHIRTS), size=n)], _TROUSERS[rng.integers(len(_TROUSERS), size=n)],
+        palette = np.stack([_SHIRTS[rng.integers(len(_SHIRTS), size=n)],
+                            _TROUSERS[rng.integers(len(_TROUSERS), size=n)],
                             _SKIN[rng.integers(len(_SKIN), size=n)], _HAIR[rng.integers(len(_HAIR), size=n)],
                             np.full((n, 3), 0.08, np.float32)], 1)  # (n, 5, 3)
         self.verts = np.zeros((n, V, g.STRIDE), np.float32)

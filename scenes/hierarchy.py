@@ -24,8 +24,8 @@ never pops::
 from __future__ import annotations
 
 import bisect
-import tomllib
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
