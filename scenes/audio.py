@@ -149,6 +149,8 @@ class PandaAudio(NullAudio):
         from panda3d.core import AudioManager
 
         self.mgr = manager or AudioManager.createAudioManager()
+        if not self.mgr.isValid():
+            raise RuntimeError("no sound device could be opened")
         self._dir = tempfile.TemporaryDirectory(prefix="exposure-audio-")
         self._sounds: dict = {}
 

@@ -114,3 +114,42 @@ def test_config_error_on_unknown_display_mode(tmp_path):
     cfg = SessionConfig(display="none", sessions_dir=tmp_path, console=None)
     with pytest.raises(ConfigError):
         run_rendered(cfg, None, lambda s, o: None)
+
+
+def test_a_stop_command_ends_the_rendered_session(tmp_path):
+    from engine.clock import SimClock
+    from engine.panda_runner import Runner
+
+    s = Session(SessionConfig(display="offscreen", speed="max", sessions_dir=tmp_path, console=None,
+                              duration_s=600), clock=SimClock())
+    r = Runner(s, "offscreen", size=(160, 100))
+    try:
+        for _ in range(3):
+            r.clock.tick()
+            r.tm.step()
+        s.core.push_command({"type": "stop"}, origin="therapist")
+        assert r.run() == "stopped by therapist"
+        assert s.clock.now() < 2.0  # within a frame or two of the command, not at the duration
+    finally:
+        r.close()
+        s.close("stopped")
+
+
+@pytest.mark.skipif(not __import__("shutil").which("xvfb-run"), reason="needs xvfb-run (Debian: xvfb)")
+def test_window_mode_under_xvfb(sessions_dir):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    p = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, "-m", "engine", "run",
+                        "--display", "window", "--speed", "max", "--duration", "20s", "--console", "off",
+                        "--sessions-dir", str(sessions_dir)], capture_output=True, text=True, timeout=300,
+                       env=cli_env(), cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    path = next(sessions_dir.glob("*.session"))
+    with sqlite3.connect(path) as c:
+        display = c.execute("select value from meta where key = 'display'").fetchone()[0]
+        b = [json.loads(r[0]) for r in c.execute("select behaviour from scene where behaviour is not null")]
+    assert "window" in display
+    assert len(b) >= 15 and all("look_down" in x and "edge_distance_m" in x for x in b if "scene" not in x)
