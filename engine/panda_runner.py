@@ -84,7 +84,7 @@ class PatientUI:
         card.setTransparency(TransparencyAttrib.M_alpha)
         self._text("How anxious do you feel right now?", (0, 0.22), 0.075, (1, 1, 1, 1), TextNode.ACenter,
                    self.suds)
-        self._text("0 = completely calm  -  100 = the worst you can imagine", (0, 0.12), 0.045,
+        self._text("0 = completely calm,   100 = the worst you can imagine", (0, 0.12), 0.045,
                    (0.85, 0.88, 0.92, 1), TextNode.ACenter, self.suds)
         self.value_text = self._text("", (0, -0.05), 0.12, (1, 0.95, 0.6, 1), TextNode.ACenter, self.suds)
         self._text("type a number and press Enter  (arrow up / down: +10 / -10)", (0, -0.22), 0.04,

@@ -153,3 +153,26 @@ def test_window_mode_under_xvfb(sessions_dir):
         b = [json.loads(r[0]) for r in c.execute("select behaviour from scene where behaviour is not null")]
     assert "window" in display
     assert len(b) >= 15 and all("look_down" in x and "edge_distance_m" in x for x in b if "scene" not in x)
+
+
+def test_an_injected_event_reaches_the_scene_within_a_frame(tmp_path):
+    from engine.clock import SimClock
+    from engine.panda_runner import Runner
+
+    s = Session(SessionConfig(display="offscreen", speed="max", sessions_dir=tmp_path, console=None,
+                              duration_s=600), clock=SimClock())
+    r = Runner(s, "offscreen", size=(160, 100))
+    try:
+        r.clock.tick()
+        r.tm.step()
+        s.core.push_command({"type": "event", "kind": "gust"}, origin="therapist")
+        r.clock.tick()
+        r.tm.step()
+        assert [k for _, k in r.stage.exposure.events] == ["gust"]
+        assert r.stage.exposure.gust > 0.9
+        r.clock.tick()
+        r.tm.step()
+        assert len(r.stage.exposure.events) == 1  # delivered once, not every frame
+    finally:
+        r.close()
+        s.close("test")
