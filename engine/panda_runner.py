@@ -169,7 +169,7 @@ class Runner:
         self.mode = mode
         size = size or ((1280, 800) if mode == "window" else (640, 400))
         try:
-            self.host = host or Host(mode if mode != "headset" else "offscreen", size,
+            self.host = host or Host(mode if mode != "headset" else "window", size,
                                      fov=90.0, title=f"Exposure — {session.cfg.scene}")
         except HostError as e:
             raise ConfigError(f"--display {mode}: {e}") from None
@@ -200,6 +200,13 @@ class Runner:
         self.ui = PatientUI(self.host.aspect2d, self.host.aspect)
         self.look = Look()
         self.scripted = ScriptedLook() if mode == "offscreen" else None
+        self.headset = None
+        if mode == "headset" and stereo is not None:  # stereo is the XrHeadset: the rig's pose source
+            from .stereo import StereoRig
+
+            self.headset = stereo
+            stereo = StereoRig(self.host, self.headset, self.headset.eye_size, to_ram=False)
+            self.headset.attach(self.host, stereo)
         self.stereo = stereo
         self.frames = 0
         self.t0 = session.clock.now()
@@ -268,7 +275,8 @@ class Runner:
             lk.p = max(-89.0, min(89.0, lk.p))
         lk.step = max(-2.5, min(0.0, lk.step))  # a step back from where the scene puts you, no further
         self.stage.place(self.host.body, (0.0, lk.step))
-        self.host.head.setPosHpr(0, 0, self.stage.active.eye_height, lk.h, lk.p, 0)
+        if self.stereo is None:  # with a stereo rig, its pose source moves the head
+            self.host.head.setPosHpr(0, 0, self.stage.active.eye_height, lk.h, lk.p, 0)
 
     def render(self) -> None:
         if self.stereo is not None:
@@ -295,6 +303,9 @@ class Runner:
                 self.render()
                 if self.host.closed:
                     self.done = "window closed"
+                    break
+                if self.headset is not None and self.headset.exit_requested:
+                    self.done = "headset session ended"
                     break
                 if pace:
                     wait = 1.0 / FRAME_RATE - (time.monotonic() - t_frame)
@@ -331,7 +342,7 @@ def run_rendered(cfg: SessionConfig, out, on_start) -> tuple[Session, str]:
     try:
         session.start_io()
         on_start(session, out)
-        runner = Runner(session, mode, stereo=xr.stereo_for if xr is not None else None)
+        runner = Runner(session, mode, stereo=xr)
         reason = runner.run()
     except KeyboardInterrupt:
         reason = "interrupted (Ctrl-C)"

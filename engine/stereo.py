@@ -39,7 +39,7 @@ class StandInPose:
 
 
 class StereoRig:
-    def __init__(self, host, pose_source, size=(512, 512)):
+    def __init__(self, host, pose_source, size=(512, 512), to_ram: bool = True):
         from panda3d.core import (
             Camera,
             FrameBufferProperties,
@@ -62,7 +62,7 @@ class StereoRig:
             if buf is None:
                 raise RuntimeError(f"cannot open the {name} eye buffer")
             tex = Texture(f"eye-{name}")
-            buf.addRenderTexture(tex, GraphicsOutput.RTM_copy_ram)
+            buf.addRenderTexture(tex, GraphicsOutput.RTM_copy_ram if to_ram else GraphicsOutput.RTM_bind_or_copy)
             buf.setClearColorActive(True)
             buf.setClearColor(host.output.getClearColor())
             lens = PerspectiveLens()
@@ -71,8 +71,10 @@ class StereoRig:
             buf.makeDisplayRegion().setCamera(cam)
             self.eyes.append((buf, tex, cam, lens))
 
-    def apply(self, t: float) -> HeadPose:
+    def apply(self, t: float) -> HeadPose | None:
         p = self.source.pose(t)
+        if p is None:  # the runtime has no frame for us yet
+            return None
         self.host.head.setPosHpr(*p.pos, *p.hpr)
         for (buf, _, cam, lens), eye in zip(self.eyes, p.eyes, strict=True):
             cam.setPos(*eye.offset)

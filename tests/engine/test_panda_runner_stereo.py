@@ -51,3 +51,33 @@ def test_each_eye_renders_its_own_view_and_follows_the_head():
         rig.close()
         scene.destroy()
         host.close()
+
+
+def test_openxr_poses_map_to_panda_axes():
+    import math
+    from types import SimpleNamespace as NS
+
+    from engine.xr import xr_to_panda_hpr, xr_to_panda_pos
+
+    assert xr_to_panda_pos(NS(x=0.1, y=1.7, z=-2.0)) == (0.1, 2.0, 1.7)  # 2 m ahead, 1.7 m up
+    s, c = math.sin(math.radians(45)), math.cos(math.radians(45))
+    h, p, r = xr_to_panda_hpr(NS(x=0.0, y=s, z=0.0, w=c))  # 90° about OpenXR's up axis: a left turn
+    assert (h, p, r) == pytest.approx((90.0, 0.0, 0.0), abs=1e-4)
+    h, p, r = xr_to_panda_hpr(NS(x=math.sin(math.radians(15)), y=0.0, z=0.0, w=math.cos(math.radians(15))))
+    assert (h, p, r) == pytest.approx((0.0, 30.0, 0.0), abs=1e-4)  # looking 30° up
+
+
+def test_rig_skips_frames_the_runtime_has_not_given():
+    host = Host("offscreen", (64, 64))
+
+    class NoFrameYet:
+        def pose(self, t):
+            return None
+
+    rig = StereoRig(host, NoFrameYet(), size=(32, 32))
+    try:
+        host.head.setH(12.0)
+        assert rig.apply(0.0) is None and host.head.getH() == pytest.approx(12.0)
+    finally:
+        rig.close()
+        host.close()
