@@ -12,17 +12,42 @@ A hierarchy is a TOML data file a therapist can copy and edit::
     ...
 
 Levels are sorted by intensity, the first at 0 and the last at 1, and every level names the
-same parameters. Scene parameters between two levels are interpolated linearly.
+same parameters: at least the ones its scene needs (:data:`PARAMS`), each within its range.
+Scene parameters between two levels are interpolated linearly. An optional ``[rates]`` table
+caps how fast the scene may move each parameter (units per second), so that a change of level
+never pops::
+
+    [rates]
+    height_m = 4.0
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCENES = ("heights", "crowds")
+
+#: the parameters each scene needs: (lowest, highest allowed value, default rate per second)
+PARAMS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "heights": {
+        "height_m": (0.0, 500.0, 6.0),  # eye level above the street below
+        "railing": (0.0, 1.0, 0.25),  # 1 = full glass balustrade, 0.5 = a low rail, 0 = none
+        "floor_transparency": (0.0, 1.0, 0.25),  # 0 = concrete slab, 1 = clear glass
+        "edge_distance_m": (0.0, 10.0, 0.4),  # from the patient's toes to the open edge
+        "wind": (0.0, 1.0, 0.25),  # sway of the view and loudness of the wind
+    },
+    "crowds": {
+        "people": (0.0, 80.0, 4.0),  # how many people are in the street
+        "closest_m": (0.3, 50.0, 0.8),  # how close the nearest of them pass
+        "looking_share": (0.0, 1.0, 0.15),  # the share of them looking at the patient
+        "walk_speed": (0.0, 3.0, 0.3),  # metres per second
+        "noise": (0.0, 1.0, 0.25),  # loudness of the crowd
+    },
+}
 _DIR = Path(__file__).with_name("hierarchies")
 
 
@@ -43,6 +68,8 @@ class Hierarchy:
     name: str
     levels: tuple[Level, ...]
     source: str = ""
+    #: the fastest each parameter may change, in its units per second
+    rates: dict[str, float] = field(default_factory=dict)
 
     @property
     def intensities(self) -> list[float]:
@@ -87,6 +114,8 @@ def load_hierarchy(scene_or_path: str | Path) -> Hierarchy:
 
 
 def parse_hierarchy(data: dict, where: str = "<hierarchy>") -> Hierarchy:
+    if not isinstance(data, dict):
+        raise HierarchyError(f"{where}: must be a table of fields (scene, name, level)")
     scene = data.get("scene")
     if scene not in SCENES:
         raise HierarchyError(f"{where}: field 'scene' must be one of {', '.join(SCENES)}, not {scene!r}")
@@ -109,8 +138,16 @@ def parse_hierarchy(data: dict, where: str = "<hierarchy>") -> Hierarchy:
         if not isinstance(params, dict):
             raise HierarchyError(f"{at}.params must be a table")
         for k, v in params.items():
-            if not isinstance(v, (int, float)) or isinstance(v, bool):
-                raise HierarchyError(f"{at}.params.{k} must be a number, not {v!r}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise HierarchyError(f"{at}.params.{k} must be a finite number, not {v!r}")
+            if k in PARAMS[scene]:
+                lo, hi, _ = PARAMS[scene][k]
+                if not lo <= v <= hi:
+                    raise HierarchyError(f"{at}.params.{k} must be in [{lo:g}, {hi:g}], not {v!r}")
+        for k in PARAMS[scene]:
+            if k not in params:
+                raise HierarchyError(f"{at}.params.{k} is missing: a {scene} level needs "
+                                     f"{', '.join(PARAMS[scene])}")
         if keys is None:
             keys = set(params)
         elif set(params) != keys:
@@ -122,4 +159,17 @@ def parse_hierarchy(data: dict, where: str = "<hierarchy>") -> Hierarchy:
             raise HierarchyError(f"{where}: level[{i}].intensity must be above level[{i-1}]'s")
     if levels[0].intensity != 0.0 or levels[-1].intensity != 1.0:
         raise HierarchyError(f"{where}: the first level must be at intensity 0 and the last at 1")
-    return Hierarchy(scene, str(data.get("name", scene)), tuple(levels), where)
+    name = data.get("name", scene)
+    if not isinstance(name, str):
+        raise HierarchyError(f"{where}: field 'name' must be a string, not {name!r}")
+    rates = {k: d for k, (_, _, d) in PARAMS[scene].items()}
+    raw_rates = data.get("rates", {})
+    if not isinstance(raw_rates, dict):
+        raise HierarchyError(f"{where}: field 'rates' must be a table")
+    for k, v in raw_rates.items():
+        if k not in keys:
+            raise HierarchyError(f"{where}: rates.{k} names no parameter of the levels")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v > 0):
+            raise HierarchyError(f"{where}: rates.{k} must be a positive number, not {v!r}")
+        rates[k] = float(v)
+    return Hierarchy(scene, name, tuple(levels), where, rates)
