@@ -261,12 +261,41 @@ def _rendered(args, log, t_from: float, speed: str) -> int:
     runner = None
     try:
         runner = Runner(rs, mode)
+        _overlay(runner, rs)
         reason = runner.run()
     finally:
         if runner is not None:
             runner.close()
     print(f"replay ended at {_mmss(rs.session_time)}: {reason}; {runner.frames} frames shown")
     return 0
+
+
+def _overlay(runner, rs) -> None:
+    """A line over the scene saying what was happening then: time, HR, level, mode, last change."""
+    from panda3d.core import TextNode
+
+    tn = TextNode("replay-overlay")
+    tn.setAlign(TextNode.ALeft)
+    tn.setTextColor(1, 1, 0.85, 1)
+    tn.setShadow(0.04, 0.04)
+    tn.setShadowColor(0, 0, 0, 0.7)
+    node = runner.host.aspect2d.attachNewNode(tn)
+    node.setScale(0.045)
+    node.setPos(-runner.host.aspect + 0.05, 0, 0.9)
+
+    def update(task):
+        s = rs.core.snapshot()
+        hr = "–" if s["bpm"] is None else f"{s['bpm']:.0f}"
+        base = "" if s["baseline"] is None else f" (baseline {s['baseline']:.0f})"
+        last = s["last_decision"]
+        why = "" if last is None else f"\nlast change {_mmss(last['t'])}: {last['who']} — {last['reason']}"
+        suds = s["suds"][-1] if s["suds"] else None
+        sd = "" if suds is None else f"   last SUDS {suds['value']:.0f} at {_mmss(suds['t'])}"
+        tn.setText(f"REPLAY {rs.id}   {_mmss(s['t'])}   HR {hr}{base}   level {s['level']} "
+                   f"{s['level_name']}   {s['mode']}{sd}{why}")
+        return task.cont
+
+    runner.tm.add(update, "replay-overlay", sort=5)
 
 
 def cmd_report(args) -> int:

@@ -185,6 +185,20 @@ def _known(cls, d) -> dict:
     return {k: v for k, v in d.items() if k in names}
 
 
+class ReplayCore(SessionCore):
+    """A session core driven by the log only: commands from anyone else (a key pressed in a
+    re-enactment's window) are ignored and counted, so the replay cannot drift from the record."""
+
+    feeding = False
+    ignored_commands = 0
+
+    def push_command(self, cmd, origin: str = "therapist"):
+        if not self.feeding:
+            self.ignored_commands += 1
+            return None
+        return super().push_command(cmd, origin)
+
+
 def build_core(log: SessionLog, controller: str | None = None, writer=None) -> SessionCore:
     """A fresh core set up as the logged session's was (or with another controller)."""
     from .session import _takes_scene
@@ -201,10 +215,18 @@ def build_core(log: SessionLog, controller: str | None = None, writer=None) -> S
     sh = m.get("shield") if isinstance(m.get("shield"), dict) else {}
     shield_cfg = _known(ShieldConfig, sh.get("config"))
     seed = m.get("seed") if isinstance(m.get("seed"), int) else 0
-    return SessionCore(hierarchy, ctl, SafetyShield(ShieldConfig(**shield_cfg)), writer,
+    return ReplayCore(hierarchy, ctl, SafetyShield(ShieldConfig(**shield_cfg)), writer,
                        CoreConfig(**_known(CoreConfig, m.get("core_config"))),
                        FeatureConfig(**_known(FeatureConfig, m.get("feature_config"))),
                        seed=seed, t0=log.t0)
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+_QUIET = _Quiet()
 
 
 class DecisionTap:
@@ -300,14 +322,26 @@ class Replayer:
         for c in self._cmds.get(t, ()):
             payload = c["payload"] if isinstance(c["payload"], dict) else {"type": c["type"]}
             origin = c.get("origin") if c.get("origin") in ("therapist", "patient", "system", "test") else "system"
+            core.feeding = True
             try:
                 core.push_command(parse_command(payload, origin, n_levels=self.n_levels))
             except CommandError:
                 self.rejected_commands += 1
+            finally:
+                core.feeding = False
         dec = self._dec.get(t)
         if dec is not None:
             core.push_behaviour({} if dec[1] is None else {"look_away": dec[1]})
-        core.tick(t)
+        if self._cmds.get(t):
+            # the core warns about refused commands; they were reported when the session ran
+            lg = logging.getLogger("engine.core")
+            lg.addFilter(_QUIET)
+            try:
+                core.tick(t)
+            finally:
+                lg.removeFilter(_QUIET)
+        else:
+            core.tick(t)
         self.trajectory.append((t, core.intensity, core.target, core.level))
 
     def advance_to(self, t: float) -> None:
@@ -330,24 +364,6 @@ class Replayer:
 
 
 # ------------------------------------------------------------------------------------ rederive
-class _Quiet(logging.Filter):
-    """Silences the core's "command refused" warnings while a replay re-applies logged commands
-    (they were reported when the session ran; the replay compares them instead)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-def _run_quietly(rp: Replayer) -> None:
-    lg = logging.getLogger("engine.core")
-    f = _Quiet()
-    lg.addFilter(f)
-    try:
-        rp.run()
-    finally:
-        lg.removeFilter(f)
-
-
 @dataclass
 class Mismatch:
     index: int
@@ -396,7 +412,7 @@ def rederive(log: SessionLog) -> RederiveResult:
         raise ReplayError(f"{log.path}: nothing to replay (no decisions and no samples intact)")
     started = time.perf_counter()
     rp = Replayer(log)
-    _run_quietly(rp)
+    rp.run()
     elapsed = time.perf_counter() - started
     got = rp.tap.decisions
     want = log.decisions
@@ -478,7 +494,7 @@ class CounterfactualResult:
 def counterfactual(log: SessionLog, controller: str, grid_s: float = 0.25) -> CounterfactualResult:
     """Run ``controller`` on the logged signals (open-loop) and pair its decisions with the logged ones."""
     rp = Replayer(log, controller=controller, grid_s=grid_s)
-    _run_quietly(rp)
+    rp.run()
     logged_name = str(log.meta.get("controller"))
     mine = [d for d in log.decisions if d["who"] in CONTROLLER_WHO and d.get("name") == logged_name]
     mine_t = [d["t"] for d in mine]
