@@ -270,3 +270,19 @@ def test_rendered_replay_offscreen_shows_the_logged_intensity(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "from 01:00 at speed max (offscreen)" in p.stdout
     assert re.search(r"replay ended at 01:5\d: completed; 2\d\d frames shown", p.stdout), p.stdout
+
+
+def test_a_reenactment_ignores_commands_from_outside_the_log(tmp_path):
+    """A key pressed in a re-enactment's window cannot change what is replayed."""
+    path = record(tmp_path, duration_s=300.0, script=((100.0, {"type": "set_level", "level": 2}),))
+    log = load_log(path)
+    rs = ReplaySession(log, display="offscreen", speed="max")
+    rs.step(50.0)
+    assert rs.core.push_command({"type": "pause"}, origin="patient") is None
+    assert rs.core.push_command({"type": "stop"}) is None
+    for row in log.scene[:-1]:
+        if row["t"] > 50.0:
+            rs.step(row["t"])
+            assert (rs.core.intensity, rs.core.level, bool(row["paused"])) == (row["intensity"], row["level"], False)
+    assert rs.core.ignored_commands == 2
+    assert rs.core.arbiter.mode == "manual"  # from the logged set_level, not the ignored pause
