@@ -199,8 +199,9 @@
     push(s.t, s.bpm, s.baseline, s.intensity, s.target, s.level, s.mode);
     $("m-elapsed").textContent = fmtT(s.t) + (info ? ` / ${fmtT(info.planned_duration_s)}` : "");
     $("v-bpm").textContent = num(s.bpm);
-    $("v-baseline").textContent = s.baseline == null ? "—" : num(s.baseline) + " bpm";
-    $("v-delta").textContent = s.hr_delta == null ? "—" : (s.hr_delta >= 0 ? "+" : "−") + num(Math.abs(s.hr_delta)) + " over";
+    $("v-baseline").textContent = num(s.baseline);
+    const dl = s.hr_delta == null ? null : Math.round(s.hr_delta);
+    $("v-delta").textContent = dl == null ? "—" : (dl >= 0 ? "+" : "−") + Math.abs(dl);
     $("v-rmssd").textContent = num(s.rmssd);
     const q = s.quality == null ? null : Math.round(s.quality * 100);
     $("v-quality").textContent = q == null ? "—" : String(q);
@@ -219,7 +220,7 @@
     mb.textContent = s.mode;
     mb.dataset.mode = s.mode;
     $("v-mode-sub").textContent = {
-      auto: `${info ? info.controller : "controller"} drives, shield judges`,
+      auto: `${info ? info.controller : "controller"} drives`,
       manual: "therapist drives", hold: "intensity held", paused: "calm scene; level kept",
       stopped: s.end_reason || "session over",
     }[s.mode] || "";
@@ -347,7 +348,7 @@
     g.clearRect(0, 0, W, Hh);
     const css = getComputedStyle(document.documentElement);
     const col = (n) => css.getPropertyValue(n).trim();
-    const L = 46, R = 150, T = 8, B = 22, GAP = 18;
+    const L = 46, R = 170, T = 18, B = 22, GAP = 26;
     const pw = W - L - R;
     const h1 = Math.round((Hh - T - B - GAP) * 0.58), h2 = Hh - T - B - GAP - h1;
     const y1 = T, y2 = T + h1 + GAP;
@@ -376,10 +377,12 @@
     // paused shading
     g.fillStyle = "rgba(46,125,107,0.13)";
     for (let i = Math.max(i0, 1); i < n; i++) {
-      if (H.mode[i] === "paused") {
-        const a = tx(H.t[i - 1]), b = tx(H.t[i]);
-        g.fillRect(a, y1, b - a + 0.5, h1); g.fillRect(a, y2, b - a + 0.5, h2);
-      }
+      if (H.mode[i] !== "paused") continue;
+      let j = i;
+      while (j + 1 < n && H.mode[j + 1] === "paused") j++;
+      const a = Math.max(L, tx(H.t[i - 1])), b = tx(H.t[j]);
+      g.fillRect(a, y1, b - a, h1); g.fillRect(a, y2, b - a, h2);
+      i = j;
     }
     // grid + axes labels
     g.strokeStyle = "#e3e8ee"; g.lineWidth = 1; g.fillStyle = col("--muted");
@@ -394,26 +397,33 @@
       g.beginPath(); g.moveTo(L, y); g.lineTo(L + pw, y); g.stroke();
       g.fillText(Math.round(v * 100) + "%", L - 6, y);
     }
-    // level names on the right of the intensity panel
+    // level lines, and level names on the right of the intensity panel (the current one always)
     if (info) {
       g.textAlign = "left";
-      let lastY = -99;
-      info.levels.forEach(([name, x], i) => {
-        const y = iy(x);
+      const cur = state ? state.level : -1;
+      const shown = [];
+      const order = info.levels.map((_, i) => i).sort((a, b) => (b === cur) - (a === cur));
+      for (const i of order) {
+        const y = iy(info.levels[i][1]);
+        if (shown.every((o) => Math.abs(o.y - y) >= 13)) shown.push({ i, y });
+      }
+      info.levels.forEach(([, x]) => {
+        const y = Math.round(iy(x)) + 0.5;
         g.strokeStyle = "#eef1f4"; g.setLineDash([2, 3]);
-        g.beginPath(); g.moveTo(L, Math.round(y) + 0.5); g.lineTo(L + pw, Math.round(y) + 0.5); g.stroke();
+        g.beginPath(); g.moveTo(L, y); g.lineTo(L + pw, y); g.stroke();
         g.setLineDash([]);
-        if (Math.abs(y - lastY) >= 11) {
-          g.fillStyle = state && state.level === i ? col("--int") : col("--muted");
-          const label = `${i} ${name}`;
-          g.fillText(label.length > 22 ? label.slice(0, 21) + "…" : label, L + pw + 8, y);
-          lastY = y;
-        }
       });
+      for (const { i, y } of shown) {
+        const label = `${i} ${info.levels[i][0]}`;
+        g.fillStyle = i === cur ? col("--int") : col("--muted");
+        g.font = i === cur ? "600 11px system-ui, sans-serif" : "11px system-ui, sans-serif";
+        g.fillText(label.length > 25 ? label.slice(0, 24) + "…" : label, L + pw + 8, y);
+      }
+      g.font = "11px system-ui, sans-serif";
     }
     g.textAlign = "left"; g.fillStyle = col("--muted");
-    g.fillText("bpm", 4, y1 + 6);
-    g.fillText("intensity", 4, y2 - 8);
+    g.fillText("heart rate (bpm)", L, y1 - 9);
+    g.fillText("intensity and level", L, y2 - 9);
     // time axis
     g.textAlign = "center"; g.textBaseline = "top";
     const step = [30, 60, 120, 300, 600, 900, 1800, 3600].find((s) => span / s <= 8) || 3600;
