@@ -59,10 +59,10 @@ def clean(x):
         return {str(k): clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [clean(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (int, float, str)):
+        x = x.item()  # numpy scalar → Python
     if isinstance(x, bool) or x is None or isinstance(x, str):
         return x
-    if hasattr(x, "item") and not isinstance(x, (int, float)):
-        x = x.item()
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, int):

@@ -141,6 +141,7 @@ def test_state_matches_the_session_core(tmp_path):
         for k in ("t", "bpm", "baseline", "rmssd", "intensity", "target", "level", "quality"):
             assert st_[k] == pytest.approx(snap[k]), k
         assert st_["mode"] == "auto" and st_["level_name"] == s.hierarchy.levels[snap["level"]].name
+        assert st_["lost"] is bool(snap["lost"]) and st_["paused"] is False
         assert 40 <= st_["bpm"] <= 160
         info = c.get("/api/session").json()
         assert info["id"] == s.id and info["controller"] == "ladder" and info["scene"] == "heights"
@@ -385,6 +386,18 @@ def test_make_token_accepts_only_safe_tokens(text):
         with pytest.raises(ConfigError) as e:
             make_token({TOKEN_ENV: text})
         assert TOKEN_ENV in str(e.value) and "\n" not in str(e.value)
+
+
+def test_clean_makes_numpy_values_plain_json():
+    import numpy as np
+
+    from engine.console.app import clean
+
+    out = clean({"a": np.bool_(True), "b": np.float64(np.nan), "c": np.int64(3), "d": [np.float32(0.5), math.inf],
+                 "e": (1, "x", None), 4: False})
+    assert out == {"a": True, "b": None, "c": 3, "d": [0.5, None], "e": [1, "x", None], "4": False}
+    assert out["a"] is True and type(out["c"]) is int
+    json.dumps(out, allow_nan=False)
 
 
 def test_random_tokens_differ_per_session():

@@ -192,3 +192,76 @@ def test_without_the_token_the_page_shows_nothing_and_a_wrong_token_is_refused(t
         _wait_text(page, "#m-session", s.id)
         assert page.is_visible("#app") and page.is_hidden("#locked")
         assert page.errors == []
+
+
+def _start_cli(tmp_path, *extra, env=None):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--display", "none", "--speed", "10",
+                             "--duration", "30m", "--patient", "P017", "--sessions-dir", str(tmp_path / "s"),
+                             "--console", "127.0.0.1:0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env=env or cli_env())
+    lines = {}
+    for line in proc.stdout:
+        key, _, value = line.partition(": ")
+        lines[key] = value.strip()
+        if key == "console token":
+            break
+    return proc, lines
+
+
+def test_exposure_run_prints_a_url_that_opens_the_console_and_nobody_else_gets_in(tmp_path, page):
+    import httpx
+
+    proc, lines = _start_cli(tmp_path)
+    try:
+        url, token = lines["console"], lines["console token"]
+        assert url.startswith("http://127.0.0.1:") and url.endswith(f"/#token={token}")
+        base = url.split("/#")[0]
+        assert not base.endswith(":0")
+        with httpx.Client(base_url=base, timeout=30) as anon:
+            assert anon.get("/api/state").status_code == 401
+            assert anon.post("/api/command", json={"type": "stop"}).status_code == 401
+            assert anon.get("/api/state", headers={"Authorization": "Bearer " + token[::-1]}).status_code == 401
+        assert proc.poll() is None  # still running: the refused stop did nothing
+        page.goto(url)
+        page.wait_for_function("() => /^\\d+$/.test(document.querySelector('#v-bpm').textContent)")
+        first = _text(page, "#v-bpm")
+        page.wait_for_function("v => { const x = document.querySelector('#v-bpm').textContent;"
+                               " return /^\\d+$/.test(x) && x !== v; }", arg=first)
+        page.click("#btn-manual")
+        _wait_text(page, "#v-mode", "manual")
+        page.click("#btn-pause")
+        _wait_text(page, "#v-mode", "paused")
+        page.click("#btn-resume")
+        _wait_text(page, "#v-mode", "manual")
+        page.click("#btn-stop")
+        page.click("#btn-stop-confirm")
+        _wait_text(page, "#v-mode", "stopped")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "ended: stopped by therapist" in out
+        assert page.errors == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_a_busy_console_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    from tests.conftest import run_cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        p = run_cli("run", "--display", "none", "--duration", "1m", "--sessions-dir", str(tmp_path / "s"),
+                    "--console", f"127.0.0.1:{port}", timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"exposure: error: --console 127.0.0.1:{port}")
+    assert "cannot listen" in p.stderr

@@ -238,6 +238,7 @@
     renderControls(s);
     mirror(s.mirror);
     draw();
+    if (s.mode === "stopped") onEnd(s);
   }
 
   function renderSuds(s) {
@@ -279,7 +280,7 @@
       const tr = document.createElement("tr");
       tr.innerHTML = "<td></td><td></td>";
       tr.children[0].textContent = fmtT(r.t);
-      tr.children[1].textContent = `${r.reason} (proposed ${r.proposed >= 0 ? "+" : ""}${num(r.proposed * 100)}%, allowed ${r.allowed >= 0 ? "+" : ""}${num(r.allowed * 100)}%)`;
+      tr.children[1].textContent = `${r.reason} (proposed ${r.proposed >= 0 ? "+" : ""}${num(r.proposed * 100, 1)}%, allowed ${r.allowed >= 0 ? "+" : ""}${num(r.allowed * 100, 1)}%)`;
       tb.appendChild(tr);
     }
   }
