@@ -77,12 +77,11 @@ class ConsoleState:
         self.session = session
         self.core = session.core
         cfg = session.cfg
-        meta = dict(getattr(session.writer, "_meta", {}))
         self.info = clean({
             "id": session.id, "patient": cfg.patient, "scene": cfg.scene,
             "hierarchy": session.hierarchy.name, "controller": session.controller.name,
             "sensor": cfg.sensor, "speed": cfg.speed, "display": cfg.display,
-            "planned_duration_s": cfg.duration_s, "started_at": meta.get("started_at"),
+            "planned_duration_s": cfg.duration_s,
             "levels": [[lv.name, lv.intensity] for lv in session.hierarchy.levels],
             "event_kinds": list(EVENT_KINDS), "command_types": list(COMMAND_TYPES),
         })

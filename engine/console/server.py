@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -42,12 +43,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+PORT_TRIES = 20
+
+
+def bind(host: str, port: int, tries: int = PORT_TRIES) -> socket.socket:
+    """Listen on ``host:port``; when that port is taken, on the next free one of the following
+    ``tries - 1`` (the URL printed at start is the truth). Port 0 picks any free port."""
+    err = None
+    for p in ([0] if port == 0 else range(port, min(port + tries, 65536))):
+        try:
+            sock = _bind(host, p)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise ConfigError(f"--console {host}:{port}: cannot listen there ({e.strerror}); "
+                                  "choose another with --console HOST:PORT, or --console off") from None
+            err = e
+            continue
+        if p != port and port != 0:
+            log.warning("console port %d is in use; listening on %d instead", port, p)
+        return sock
+    last = min(port + tries, 65536) - 1
+    raise ConfigError(f"--console {host}:{port}: ports {port}-{last} are all in use ({err.strerror if err else ''}); "
+                      "choose another with --console HOST:PORT, or --console off")
+
+
 def _bind(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise ConfigError(f"--console {host}:{port}: cannot resolve {host!r} ({e.strerror})") from None
-    err = None
+    err: OSError = OSError(errno.EADDRNOTAVAIL, "no address")
     for family, typ, proto, _, addr in infos:
         sock = socket.socket(family, typ, proto)
         try:
@@ -59,8 +84,7 @@ def _bind(host: str, port: int) -> socket.socket:
         except OSError as e:
             sock.close()
             err = e
-    raise ConfigError(f"--console {host}:{port}: cannot listen there ({err.strerror if err else 'no address'}); "
-                      "choose another port with --console HOST:PORT, or --console off") from None
+    raise err
 
 
 def _url_host(host: str) -> str:
@@ -139,7 +163,7 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
     if session.io is None:
         raise ConfigError("the console needs the session's I/O loop: call session.start_io()")
     token = make_token()
-    sock = _bind(host, port)
+    sock = bind(host, port)
     port = sock.getsockname()[1]
     if not is_loopback(host):
         log.warning("the console listens on %s:%d, reachable from the network; only the token protects "

@@ -191,7 +191,24 @@ def test_without_the_token_the_page_shows_nothing_and_a_wrong_token_is_refused(t
         page.click("#token-form button")
         _wait_text(page, "#m-session", s.id)
         assert page.is_visible("#app") and page.is_hidden("#locked")
+        # the patient's view appears once the runner provides an image
+        assert page.is_hidden("#mirror") and "No rendered scene" in _text(page, "#mirror-none")
+        s.mirror_png = _png(32, 18)
+        page.wait_for_function("() => { const m = document.querySelector('#mirror');"
+                               " return !m.hidden && m.complete && m.naturalWidth === 32; }")
         assert page.errors == []
+
+
+def _png(w: int, h: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes([40, 90, 160]) * w for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def _start_cli(tmp_path, *extra, env=None):
@@ -251,17 +268,52 @@ def test_exposure_run_prints_a_url_that_opens_the_console_and_nobody_else_gets_i
             proc.communicate()
 
 
-def test_a_busy_console_port_is_a_one_line_error(tmp_path):
+def _occupy(n: int):
+    """n listening sockets on consecutive loopback ports."""
+    import random
     import socket
 
+    for _ in range(200):
+        base = random.randrange(20000, 60000)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                sk = socket.socket()
+                socks.append(sk)
+                sk.bind(("127.0.0.1", p))
+                sk.listen(1)
+            return base, socks
+        except OSError:
+            for sk in socks:
+                sk.close()
+    raise RuntimeError("no free port range")
+
+
+def test_a_busy_console_port_moves_to_the_next_free_one_and_the_url_says_so(tmp_path):
+    base, socks = _occupy(2)
+    try:
+        proc, lines = _start_cli(tmp_path, "--console", f"127.0.0.1:{base}")
+        try:
+            assert lines["console"].startswith(f"http://127.0.0.1:{base + 2}/#token=")
+        finally:
+            proc.kill()
+            proc.communicate()
+    finally:
+        for sk in socks:
+            sk.close()
+
+
+def test_when_every_nearby_port_is_busy_the_session_does_not_start_and_says_why(tmp_path):
+    from engine.console.server import PORT_TRIES
     from tests.conftest import run_cli
 
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen(1)
-        port = busy.getsockname()[1]
+    base, socks = _occupy(PORT_TRIES)
+    try:
         p = run_cli("run", "--display", "none", "--duration", "1m", "--sessions-dir", str(tmp_path / "s"),
-                    "--console", f"127.0.0.1:{port}", timeout=120)
+                    "--console", f"127.0.0.1:{base}", timeout=120)
+    finally:
+        for sk in socks:
+            sk.close()
     assert p.returncode == 2
-    assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"exposure: error: --console 127.0.0.1:{port}")
-    assert "cannot listen" in p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"exposure: error: --console 127.0.0.1:{base}: ports")
+    assert "all in use" in p.stderr
