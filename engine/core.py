@@ -78,6 +78,7 @@ class SessionCore:
         self.suds_pending_since: float | None = None
         self.last_decision: dict | None = None
         self.shield_recent: list[dict] = []  # the last few interventions, for the console
+        self.commands_recent: list[dict] = []  # the last few commands applied, for the console
         self.connection = "connecting"
         self.rejected_commands = 0
         self.end_reason: str | None = None
@@ -318,6 +319,9 @@ class SessionCore:
             err = str(e)
             self.rejected_commands += 1
             log.warning("command %s refused: %s", typ, err)
+        self.commands_recent = [*self.commands_recent[-19:], {"t": now, "type": typ, "origin": cmd.origin,
+                                                              "payload": cmd.payload(), "accepted": err is None,
+                                                              "error": err}]
         if self.writer is not None:
             self.writer.write("commands", (now, typ, cmd.origin, cmd.payload(), err is None, err))
 
@@ -363,7 +367,7 @@ class SessionCore:
                                                    "target_after", "level_after")},
             "suds": self.suds_history[-20:], "suds_pending": self.suds_pending_since is not None,
             "shield": {k: v for k, v in self.shield.counts.items() if v},
-            "shield_recent": self.shield_recent[-10:],
+            "shield_recent": self.shield_recent[-10:], "commands_recent": self.commands_recent[-10:],
             "rejected_commands": self.rejected_commands, "behaviour": self.behaviour,
             "end_reason": self.end_reason,
         }

@@ -48,7 +48,7 @@ SECURITY_HEADERS = [
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
             "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-            "style-src 'self' https://cdn.jsdelivr.net; script-src 'self' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; script-src 'self' https://cdn.jsdelivr.net; "
             "frame-ancestors 'none'; base-uri 'none'")
 
 

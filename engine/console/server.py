@@ -191,11 +191,15 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
     handle._sampler = session.io.submit(start_sampler()).result(START_TIMEOUT_S)
     handle._serve = session.io.submit(server.serve(sockets=[sock]))
     t0 = time.monotonic()
+    problem = None
     while not server.started:
         if handle._serve.done():
-            exc = handle._serve.exception()
-            raise ConfigError(f"the console did not start: {exc}")
-        if time.monotonic() - t0 > START_TIMEOUT_S:
-            raise ConfigError("the console did not start within 10 s")
+            problem = f"the console did not start: {handle._serve.exception()}"
+        elif time.monotonic() - t0 > START_TIMEOUT_S:
+            problem = f"the console did not start within {START_TIMEOUT_S:g} s"
+        if problem:
+            handle.stop(timeout=2.0)
+            sock.close()
+            raise ConfigError(problem)
         time.sleep(0.01)
     return handle

@@ -109,6 +109,11 @@ def test_therapist_sees_the_heart_rate_move_takes_over_pauses_resumes_and_stops(
         assert page.is_enabled("#btn-resume") and not page.is_enabled("#btn-pause")
         page.click("#btn-resume")
         _wait_text(page, "#v-mode", "manual")
+        # the patient's own "stop at any time" key is a pause: the therapist sees who paused
+        s.core.push_command({"type": "pause"}, origin="patient")
+        _wait_text(page, "#v-mode-sub", "calm scene, by patient")
+        page.click("#btn-resume")
+        _wait_text(page, "#v-mode", "manual")
 
         page.fill("#in-suds", "45")
         page.click("#btn-suds")
@@ -122,11 +127,18 @@ def test_therapist_sees_the_heart_rate_move_takes_over_pauses_resumes_and_stops(
         _until(lambda: "reason" in result, "the session to end")
         assert result["reason"] == "stopped by therapist"
         assert not page.is_enabled("#btn-stop") and not page.is_enabled("#btn-manual")
+        listed = page.eval_on_selector_all("#commands tr",
+                                           "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+        assert [r[1:] for r in listed[:3]] == [["therapist", "stop", "applied"], ["therapist", "SUDS 45", "applied"],
+                                               ["therapist", "resume", "applied"]]
+        assert ["patient", "pause", "applied"] in [r[1:] for r in listed]
         assert page.errors == []
 
     rows = records(s.path, "commands")
-    assert [r["type"] for r in rows] == ["manual", "set_level", "pause", "resume", "suds", "stop"]
-    assert all(r["origin"] == "therapist" and r["accepted"] == 1 for r in rows)
+    assert [(r["type"], r["origin"]) for r in rows] == [
+        ("manual", "therapist"), ("set_level", "therapist"), ("pause", "therapist"), ("resume", "therapist"),
+        ("pause", "patient"), ("resume", "therapist"), ("suds", "therapist"), ("stop", "therapist")]
+    assert all(r["accepted"] == 1 for r in rows)
     assert json.loads(rows[1]["payload"]) == {"type": "set_level", "level": 4}
     suds = records(s.path, "suds")
     assert [(x["value"], x["origin"]) for x in suds] == [(45.0, "therapist")]

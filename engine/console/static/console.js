@@ -221,7 +221,7 @@
     mb.dataset.mode = s.mode;
     $("v-mode-sub").textContent = {
       auto: `${info ? info.controller : "controller"} drives`,
-      manual: "therapist drives", hold: "intensity held", paused: "calm scene; level kept",
+      manual: "therapist drives", hold: "intensity held", paused: `calm scene, by ${pausedBy(s)}`,
       stopped: s.end_reason || "session over",
     }[s.mode] || "";
     const d = s.last_decision;
@@ -235,10 +235,51 @@
     }
     renderSuds(s);
     renderShield(s);
+    renderCommands(s);
     renderControls(s);
     mirror(s.mirror);
     draw();
     if (s.mode === "stopped") onEnd(s);
+  }
+
+  function pausedBy(s) {
+    const p = (s.commands_recent || []).filter((c) => c.type === "pause" && c.accepted).pop();
+    return p ? p.origin : "—";
+  }
+
+  function describe(c) {
+    const p = c.payload || {};
+    switch (c.type) {
+      case "set_level": return `set level ${p.level}` + (info && info.levels[p.level] ? ` (${info.levels[p.level][0]})` : "");
+      case "set_intensity": return `set intensity ${Math.round(p.intensity * 100)}%`;
+      case "suds": return `SUDS ${p.value}`;
+      case "ask_suds": return "ask for SUDS";
+      case "event": return `event: ${p.kind}`;
+      case "annotate": return `note: “${p.text}”`;
+      default: return c.type;
+    }
+  }
+
+  function renderCommands(s) {
+    const tb = $("commands");
+    tb.textContent = "";
+    const rows = (s.commands_recent || []).slice().reverse();
+    for (const c of rows) {
+      const tr = document.createElement("tr");
+      tr.innerHTML = "<td></td><td><span class='who'></span></td><td></td><td></td>";
+      tr.children[0].textContent = fmtT(c.t);
+      tr.children[1].firstChild.textContent = c.origin;
+      tr.children[1].firstChild.dataset.who = c.origin;
+      tr.children[2].textContent = describe(c);
+      tr.children[3].textContent = c.accepted ? "applied" : `refused: ${c.error}`;
+      if (!c.accepted) tr.children[3].className = "refused";
+      tb.appendChild(tr);
+    }
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      tr.innerHTML = "<td></td><td colspan='3' class='muted'>none yet</td>";
+      tb.appendChild(tr);
+    }
   }
 
   function renderSuds(s) {
