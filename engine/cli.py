@@ -93,6 +93,11 @@ def run_session(cfg: SessionConfig, out=sys.stdout) -> tuple[Session, str]:
     if display == "none":
         session = Session(cfg)
         print(f"session {session.id} → {session.path}", file=out, flush=True)
+        try:
+            session.start_io()  # the console must be up before its URL is printed
+        except BaseException:
+            session.close("could not start")
+            raise
         _on_start(session, out)
         reason = session.run_headless()
     else:

@@ -23,6 +23,10 @@ class CommandError(ValueError):
     """A command that is malformed; the message says what is wrong."""
 
 
+class CommandFlood(CommandError):
+    """A well-formed command refused because too many are already queued (HTTP 429)."""
+
+
 @dataclass(frozen=True)
 class Command:
     type: str

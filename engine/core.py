@@ -24,7 +24,7 @@ from sensors.features import FeatureBank, FeatureConfig
 from sensors.sample import Sample
 
 from .arbiter import AUTO, HOLD, MANUAL, PAUSED, STOPPED, Arbiter
-from .commands import Command, CommandError, parse_command
+from .commands import Command, CommandError, CommandFlood, parse_command
 from .store import SessionWriter
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class SessionCore:
         self.suds_history: list[dict] = []
         self.suds_pending_since: float | None = None
         self.last_decision: dict | None = None
+        self.shield_recent: list[dict] = []  # the last few interventions, for the console
+        self.commands_recent: list[dict] = []  # the last few commands applied, for the console
         self.connection = "connecting"
         self.rejected_commands = 0
         self.end_reason: str | None = None
@@ -108,7 +110,7 @@ class SessionCore:
             raise
         except queue.Full:
             self.rejected_commands += 1
-            raise CommandError("too many commands queued; slow down") from None
+            raise CommandFlood("too many commands queued; slow down") from None
         return cmd
 
     def push_event(self, kind: str, **detail) -> None:
@@ -215,6 +217,8 @@ class SessionCore:
         if prop.ask_suds is not None and bool(prop.ask_suds[0]) and self.suds_pending_since is None:
             self._ask_suds(now, origin=self.controller.name)
         if code:
+            self.shield_recent = [*self.shield_recent[-19:], {"t": now, "reason": res.why(),
+                                                              "proposed": proposed, "allowed": d}]
             if self.writer is not None:
                 self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
                                                              "allowed": d}))
@@ -344,6 +348,9 @@ class SessionCore:
             err = str(e)
             self.rejected_commands += 1
             log.warning("command %s refused: %s", typ, err)
+        self.commands_recent = [*self.commands_recent[-19:], {"t": now, "type": typ, "origin": cmd.origin,
+                                                              "payload": cmd.payload(), "accepted": err is None,
+                                                              "error": err}]
         if self.writer is not None:
             self.writer.write("commands", (now, typ, cmd.origin, cmd.payload(), err is None, err))
 
@@ -389,6 +396,7 @@ class SessionCore:
                                                    "target_after", "level_after")},
             "suds": self.suds_history[-20:], "suds_pending": self.suds_pending_since is not None,
             "shield": {k: v for k, v in self.shield.counts.items() if v},
+            "shield_recent": self.shield_recent[-10:], "commands_recent": self.commands_recent[-10:],
             "rejected_commands": self.rejected_commands, "behaviour": self.behaviour,
             "end_reason": self.end_reason,
         }

@@ -1,0 +1,121 @@
+"""How much does a busy console cost the session?  python bench/bench_console.py [--ticks 4800]
+
+Runs the same simulated session (virtual patient, ladder, SimClock, 0.25 s ticks) twice in this
+process: once with no console (the reference), once with the console up and loaded by four
+WebSocket clients, one client polling GET /api/state as fast as it can and one posting
+annotate commands as fast as it can (429s included). Prints the wall time of one session tick
+(median, p99, max), the ratio to the reference, and the API's round-trip times under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from websockets.sync.client import connect as ws_connect  # noqa: E402
+
+from engine.clock import SimClock  # noqa: E402
+from engine.session import Session, SessionConfig  # noqa: E402
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def run(ticks: int, load: bool) -> dict:
+    cfg = SessionConfig(scene="heights", sensor="sim://?seed=5", controller="ladder", display="none",
+                        duration_s=ticks * 0.25 + 10, speed="max", patient="bench",
+                        sessions_dir=Path(tempfile.mkdtemp()), console=("127.0.0.1", 0) if load else None,
+                        seed=5)
+    s = Session(cfg, clock=SimClock())
+    s.start_io()
+    stop = threading.Event()
+    lat = {"state": [], "command": []}
+    codes: dict[int, int] = {}
+    threads = []
+    if load:
+        h = s.console
+        base = h.url.split("/#")[0]
+        hdr = {"Authorization": f"Bearer {h.token}"}
+
+        def ws_client():
+            with ws_connect(base.replace("http", "ws") + "/ws", subprotocols=["bearer." + h.token],
+                            open_timeout=30) as ws:
+                while not stop.is_set():
+                    try:
+                        ws.recv(0.5)
+                    except TimeoutError:
+                        pass
+
+        def poller():
+            with httpx.Client(base_url=base, headers=hdr) as c:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    c.get("/api/state")
+                    lat["state"].append(time.perf_counter() - t0)
+
+        def poster():
+            with httpx.Client(base_url=base, headers=hdr) as c:
+                i = 0
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    r = c.post("/api/command", json={"type": "annotate", "text": f"bench {i}"})
+                    lat["command"].append(time.perf_counter() - t0)
+                    codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                    i += 1
+
+        threads = [threading.Thread(target=f, daemon=True) for f in [ws_client] * 4 + [poller, poster]]
+        for th in threads:
+            th.start()
+        time.sleep(1.0)
+    dur = []
+    t = 0.0
+    wall0 = time.perf_counter()
+    for _ in range(ticks):
+        t += 0.25
+        s.clock.sleep_until(t)
+        t0 = time.perf_counter()
+        s.step(t)
+        dur.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - wall0
+    stop.set()
+    for th in threads:
+        th.join(5)
+    s.close("bench over")
+    return {"dur": dur, "wall": wall, "lat": lat, "codes": codes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ticks", type=int, default=43200, help="session ticks (43200 = 3 simulated hours)")
+    a = ap.parse_args()
+    ref = run(a.ticks, load=False)
+    busy = run(a.ticks, load=True)
+    ms = lambda x: f"{x * 1000:.3f} ms"  # noqa: E731
+    print(f"session ticks: {a.ticks} (0.25 s each, {a.ticks / 240:.0f} simulated minutes), speed max")
+    for name, r in (("no console (reference)", ref), ("console under load", busy)):
+        d = r["dur"]
+        print(f"  {name:24s} tick median {ms(statistics.median(d))}  p99 {ms(pct(d, 0.99))}  "
+              f"max {ms(max(d))}  whole run {r['wall']:.2f} s")
+    med = statistics.median
+    print(f"  ratio console/reference: median tick {med(busy['dur']) / med(ref['dur']):.2f}x, "
+          f"p99 tick {pct(busy['dur'], 0.99) / pct(ref['dur'], 0.99):.2f}x, "
+          f"whole run {busy['wall'] / ref['wall']:.2f}x")
+    ls, lc = busy["lat"]["state"], busy["lat"]["command"]
+    print(f"  GET /api/state under load: {len(ls)} requests, median {ms(med(ls))}, p99 {ms(pct(ls, 0.99))}")
+    print(f"  POST /api/command under load: {len(lc)} requests, median {ms(statistics.median(lc))}, "
+          f"p99 {ms(pct(lc, 0.99))}; status codes {dict(sorted(busy['codes'].items()))}")
+
+
+if __name__ == "__main__":
+    main()

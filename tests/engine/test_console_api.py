@@ -1,0 +1,406 @@
+"""The console's HTTP and WebSocket API against a real session (simulated clock, real server)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from engine.commands import COMMAND_TYPES, CommandError, parse_command
+from engine.console.app import WS_SUBPROTOCOL
+from engine.console.server import TOKEN_ENV, make_token
+from engine.session import ConfigError
+
+from .console_support import base_url, live_console, records, step
+
+ROUTES = [("GET", "/api/state"), ("GET", "/api/session"), ("GET", "/api/history"),
+          ("GET", "/api/mirror.png"), ("POST", "/api/command"), ("GET", "/openapi.json"),
+          ("GET", "/docs/oauth2-redirect"), ("GET", "/nope"), ("POST", "/"), ("DELETE", "/api/state"),
+          ("GET", "/static/../api/state"), ("GET", "/static/index.html")]
+
+
+@pytest.fixture(autouse=True)
+def _no_env_token(monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+
+
+def _ws_url(h) -> str:
+    return base_url(h).replace("http://", "ws://") + "/ws"
+
+
+def _warm(s, c, need_bpm=True):
+    """Step the session until the sensor gives a heart rate."""
+    for _ in range(400):
+        step(s, 4)
+        if not need_bpm or s.core.snapshot()["bpm"] is not None:
+            return
+    raise AssertionError("no heart rate after 400 s of simulated session")
+
+
+# ------------------------------------------------------------------------------ auth
+def test_every_route_and_the_websocket_refuse_without_the_token(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        app_paths = {(m, r.path) for r in h._app.routes for m in getattr(r, "methods", None) or ()}
+        public = {("GET", "/"), ("GET", "/docs"), ("GET", "/static/{name}"), ("HEAD", "/"),
+                  ("HEAD", "/docs"), ("HEAD", "/static/{name}")}
+        routes = set(ROUTES) | {(m, p) for m, p in app_paths - public}
+        assert ("GET", "/api/state") in routes and ("POST", "/api/command") in routes
+        bad = [None, "", "Bearer", f"Bearer {h.token[:-1]}", f"Bearer {h.token}x",
+               f"Basic {h.token}", f"Bearer {h.token.upper()}", h.token]
+        with httpx.Client(base_url=base_url(h), timeout=30) as anon:
+            for method, path in sorted(routes):
+                for auth in bad:
+                    headers = {} if auth is None else {"Authorization": auth}
+                    r = anon.request(method, path, headers=headers, content=b'{"type": "stop"}')
+                    assert r.status_code == 401, (method, path, auth, r.status_code)
+                    assert r.headers["www-authenticate"].startswith("Bearer")
+                    assert s.id not in r.text and h.token not in r.text
+            # the public shell: the same bytes for every session, no data, no token
+            for path in ("/", "/docs", "/static/console.js", "/static/console.css", "/static/docs.js"):
+                r = anon.get(path)
+                assert r.status_code == 200, path
+                assert s.id not in r.text and h.token not in r.text and "P017" not in r.text
+                assert r.headers["cache-control"] == "no-store"
+            assert "frame-ancestors 'none'" in anon.get("/").headers["content-security-policy"]
+        # nothing reached the core
+        step(s)
+        assert s.core.counts["commands"] == 0
+        # the WebSocket: no token, a wrong token, a token in the wrong place
+        for protos in ([WS_SUBPROTOCOL], [WS_SUBPROTOCOL, "bearer." + h.token[:-1]],
+                       [WS_SUBPROTOCOL, h.token], ["bearer.x" + h.token]):
+            with pytest.raises(InvalidStatus) as e:
+                ws_connect(_ws_url(h), subprotocols=protos, open_timeout=30)
+            assert e.value.response.status_code == 401
+        assert s.core.snapshot()["mode"] == "auto"
+
+
+def test_websocket_checks_origin_and_pushes_state(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        _warm(s, c)
+        good = ["bearer." + h.token, WS_SUBPROTOCOL]
+        for origin in ("http://evil.example", f"http://localhost.evil.example:{h.port}",
+                       f"https://127.0.0.1:{h.port}", "null", f"http://127.0.0.1:{h.port + 1}"):
+            with pytest.raises(InvalidStatus) as e:
+                ws_connect(_ws_url(h), subprotocols=good, origin=origin, open_timeout=30)
+            assert e.value.response.status_code == 403, origin
+        snap = s.core.snapshot()
+        with ws_connect(_ws_url(h), subprotocols=good, origin=f"http://127.0.0.1:{h.port}",
+                        open_timeout=30) as ws:
+            assert ws.subprotocol == WS_SUBPROTOCOL
+            hello = json.loads(ws.recv(30))
+            assert hello["type"] == "hello"
+            assert hello["session"]["id"] == s.id and hello["session"]["patient"] == "P017"
+            assert [lv[0] for lv in hello["session"]["levels"]] == [lv.name for lv in s.hierarchy.levels]
+            msg = json.loads(ws.recv(30))
+            assert msg["type"] == "state"
+            assert msg["state"]["t"] == pytest.approx(snap["t"])
+            assert msg["state"]["bpm"] == pytest.approx(snap["bpm"])
+            # a tick later the feed follows
+            step(s, 8)
+            t_new = s.core.snapshot()["t"]
+            for _ in range(50):
+                m = json.loads(ws.recv(30))
+                if m["type"] == "state" and m["state"]["t"] == pytest.approx(t_new):
+                    break
+            else:
+                raise AssertionError("the WebSocket did not push the new state")
+        # a non-browser client (no Origin) with the token in the Authorization header
+        with ws_connect(_ws_url(h), additional_headers={"Authorization": f"Bearer {h.token}"},
+                        open_timeout=30) as ws:
+            assert json.loads(ws.recv(30))["type"] == "hello"
+
+
+def test_post_from_another_site_is_refused(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        r = c.post("/api/command", json={"type": "pause"}, headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403
+        r = c.post("/api/command", json={"type": "pause"}, headers={"Origin": f"http://localhost:{h.port}"})
+        assert r.status_code == 202
+        step(s)
+        assert [x["type"] for x in records_now(s, "commands")] == ["pause"]
+
+
+def records_now(s, kind):
+    s.writer.flush()
+    return records(s.path, kind)
+
+
+# ------------------------------------------------------------------------------ state and commands
+def test_state_matches_the_session_core(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        _warm(s, c)
+        step(s, 40)
+        st_ = c.get("/api/state").json()
+        snap = s.core.snapshot()
+        for k in ("t", "bpm", "baseline", "rmssd", "intensity", "target", "level", "quality"):
+            assert st_[k] == pytest.approx(snap[k]), k
+        assert st_["mode"] == "auto" and st_["level_name"] == s.hierarchy.levels[snap["level"]].name
+        assert st_["lost"] is bool(snap["lost"]) and st_["paused"] is False
+        assert 40 <= st_["bpm"] <= 160
+        info = c.get("/api/session").json()
+        assert info["id"] == s.id and info["controller"] == "ladder" and info["scene"] == "heights"
+        hist = c.get("/api/history").json()
+        assert hist["fields"][0] == "t"
+        assert r_mirror(c) == (204, b"")
+        s.mirror_png = b"\x89PNG\r\n\x1a\nfake-but-bytes"
+        assert r_mirror(c) == (200, s.mirror_png)
+        assert c.get("/api/state").json()["mirror"] is True
+
+
+def r_mirror(c):
+    r = c.get("/api/mirror.png")
+    return r.status_code, r.content
+
+
+def test_each_command_reaches_the_core_at_the_next_tick_with_its_origin(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        _warm(s, c)
+        plan = [({"type": "manual"}, "manual"), ({"type": "set_level", "level": 4}, "manual"),
+                ({"type": "hold"}, "hold"), ({"type": "pause"}, "paused"), ({"type": "resume"}, "hold"),
+                ({"type": "auto"}, "auto"), ({"type": "set_intensity", "intensity": 0.25}, "manual"),
+                ({"type": "ask_suds"}, "manual"), ({"type": "suds", "value": 40}, "manual"),
+                ({"type": "event", "kind": "gust"}, "manual"), ({"type": "annotate", "text": "calm"}, "manual"),
+                ({"type": "stop"}, "stopped")]
+        applied = []
+        for body, mode in plan:
+            t_before = s.core.t
+            r = c.post("/api/command", json=body)
+            assert r.status_code == 202, r.text
+            assert r.json()["command"] == body and r.json()["origin"] == "therapist"
+            assert s.core.t == t_before  # queued, not applied by the request itself
+            step(s)
+            assert s.core.snapshot()["mode"] == mode, body
+            applied.append((s.core.t, body["type"]))
+            if body["type"] == "set_level":
+                assert s.core.target == pytest.approx(s.hierarchy.levels[4].intensity)
+            if body["type"] == "suds":
+                assert s.core.snapshot()["suds"][-1]["value"] == 40
+                assert s.core.snapshot()["suds"][-1]["origin"] == "therapist"
+        r = c.post("/api/command", json={"type": "pause"})
+        assert r.status_code == 409 and "stopped" in r.json()["detail"]
+        s.close("test over")
+        rows = records(s.path, "commands")
+        assert [x["type"] for x in rows] == [typ for _, typ in applied]
+        assert [x["t"] for x in rows] == pytest.approx([t for t, _ in applied])
+        assert all(x["origin"] == "therapist" and x["accepted"] == 1 for x in rows)
+        assert json.loads(rows[1]["payload"]) == {"type": "set_level", "level": 4}
+        notes = [e for e in records(s.path, "events") if e["kind"] == "annotation"]
+        assert json.loads(notes[0]["detail"]) == {"text": "calm", "by": "therapist"}
+
+
+BAD = [
+    (b"", 400), (b"{", 400), (b"nan", 400), (b"\xff\xfe", 400), (b"[" * 100000, 413),
+    (b"[]", 422), (b"null", 422), (b'"stop"', 422), (b"{}", 422), (b'{"type": "launch"}', 422),
+    (b'{"type": "stop", "level": 1}', 422), (b'{"type": "set_level"}', 422),
+    (b'{"type": "set_level", "level": 11}', 422), (b'{"type": "set_level", "level": 2.5}', 422),
+    (b'{"type": "set_level", "level": true}', 422), (b'{"type": "set_intensity", "intensity": 1.01}', 422),
+    (b'{"type": "set_intensity", "intensity": NaN}', 422), (b'{"type": "set_intensity", "intensity": "0.5"}', 422),
+    (b'{"type": "suds", "value": -1}', 422), (b'{"type": "suds", "value": 1e999}', 422),
+    (b'{"type": "event", "kind": "fire"}', 422), (b'{"type": "annotate", "text": "   "}', 422),
+    (b'{"type": "annotate", "text": "' + b"x" * 2001 + b'"}', 422), (b'{"type": "pause", "origin": "patient"}', 422),
+]
+
+
+def test_malformed_commands_get_a_clear_4xx_are_counted_and_never_reach_the_core(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        step(s)
+        n422 = 0
+        for body, status in BAD:
+            r = c.post("/api/command", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == status, (body[:60], r.status_code, r.text)
+            detail = r.json()["detail"]
+            assert isinstance(detail, str) and detail and "\n" not in detail and len(detail) < 300
+            n422 += status == 422
+        step(s, 2)
+        snap = c.get("/api/state").json()
+        assert snap["rejected_commands"] == n422
+        assert snap["console"]["bad_requests"] == len(BAD) - n422
+        assert snap["mode"] == "auto" and s.core.counts["commands"] == 0
+        assert records_now(s, "commands") == []
+
+
+def test_a_flood_of_commands_is_refused_with_429_and_cannot_stall_the_session(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        step(s)
+        codes = [c.post("/api/command", json={"type": "annotate", "text": f"n{i}"}).status_code
+                 for i in range(400)]
+        assert codes.count(202) == 256 and codes.count(429) == 144
+        assert codes[:256] == [202] * 256
+        assert c.post("/api/command", json={"type": "stop"}).status_code == 429  # even a stop: queue is full
+        t0 = s.core.t
+        step(s)  # one tick drains the bounded queue: bounded work, the session goes on
+        assert s.core.t > t0 and s.core.counts["commands"] == 256
+        assert c.post("/api/command", json={"type": "pause"}).status_code == 202
+        step(s)
+        assert s.core.snapshot()["mode"] == "paused"
+        assert c.get("/api/state").json()["console"]["flood_refused"] == 145
+
+
+# ------------------------------------------------------------------------------ fuzzing
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(max_size=20),
+                    lambda ch: st.lists(ch, max_size=4) | st.dictionaries(st.text(max_size=8), ch, max_size=4),
+                    max_leaves=12)
+FIELDS = st.sampled_from(["level", "intensity", "value", "kind", "text", "type", "origin", "x"])
+COMMANDS = st.builds(lambda t, extra: {"type": t, **extra}, st.sampled_from(COMMAND_TYPES + ("", "STOP", "stop ")),
+                     st.dictionaries(FIELDS, JSON | st.integers(-2, 12) | st.floats(-0.5, 1.5)
+                                     | st.sampled_from(["gust", "surge", "noise", "note"]), max_size=2))
+
+VALID = st.one_of(
+    st.sampled_from(["pause", "resume", "hold", "auto", "manual", "ask_suds"]).map(lambda t: {"type": t}),
+    st.integers(0, 10).map(lambda v: {"type": "set_level", "level": v}),
+    st.floats(0, 1).map(lambda v: {"type": "set_intensity", "intensity": v}),
+    st.floats(0, 100).map(lambda v: {"type": "suds", "value": v}),
+    st.sampled_from(["gust", "surge", "noise"]).map(lambda k: {"type": "event", "kind": k}),
+    st.text(min_size=1, max_size=50).filter(str.strip).map(lambda x: {"type": "annotate", "text": x}))
+
+
+def test_fuzzed_commands_never_break_the_server_and_only_valid_ones_are_queued(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        step(s)
+        n_levels = len(s.hierarchy.levels)
+        tally = {"valid": 0, "invalid": 0}
+
+        @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(body=VALID | COMMANDS | JSON)
+        def check(body):
+            try:
+                parse_command(body, "therapist", n_levels=n_levels)
+                valid = True
+            except CommandError:
+                valid = False
+            body = _no_stop(body)
+            r = c.post("/api/command", content=json.dumps(body), headers={"Content-Type": "application/json"})
+            assert r.status_code < 500
+            if valid:
+                assert r.status_code in (202, 429), (body, r.text)
+            else:
+                assert r.status_code == 422, (body, r.text)
+                assert "\n" not in r.json()["detail"]
+            tally["valid" if valid else "invalid"] += 1
+            if tally["valid"] % 50 == 49:
+                step(s)
+
+        check()
+        step(s)
+        assert tally["valid"] > 20 and tally["invalid"] > 20
+        assert s.core.rejected_commands >= tally["invalid"]
+        # every command that reached the log parses as a valid command
+        for row in records_now(s, "commands"):
+            parse_command(json.loads(row["payload"]), n_levels=n_levels)
+
+
+def _no_stop(body):
+    # keep the session alive across examples: a fuzzed stop is swapped for a pause (both valid)
+    if isinstance(body, dict) and body.get("type") == "stop" and set(body) == {"type"}:
+        return {"type": "pause"}
+    return body
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(raw=st.binary(max_size=64))
+def test_arbitrary_bytes_as_a_body_get_400_or_422(raw, tmp_path_factory):
+    # one server for all examples (module-level cache), built on first use
+    s, h, c = _shared(tmp_path_factory)
+    r = c.post("/api/command", content=raw, headers={"Content-Type": "application/json"})
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        assert r.status_code == 400
+        return
+    try:
+        parse_command(data, n_levels=len(s.hierarchy.levels))
+        assert r.status_code in (202, 429, 409)
+    except CommandError:
+        assert r.status_code == 422
+
+
+_SHARED: dict = {}
+
+
+def _shared(tmp_path_factory):
+    if "ctx" not in _SHARED:
+        ctx = live_console(tmp_path_factory.mktemp("shared"))
+        _SHARED["ctx"] = ctx
+        _SHARED["v"] = ctx.__enter__()
+    return _SHARED["v"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_shared():
+    yield
+    ctx = _SHARED.pop("ctx", None)
+    if ctx is not None:
+        ctx.__exit__(None, None, None)
+    _SHARED.clear()
+
+
+# ------------------------------------------------------------------------------ OpenAPI
+def test_the_openapi_document_describes_every_command_and_its_examples_are_accepted(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        doc = c.get("/openapi.json").json()
+        assert {"/api/state", "/api/session", "/api/history", "/api/mirror.png", "/api/command"} <= set(doc["paths"])
+        post = doc["paths"]["/api/command"]["post"]
+        variants = post["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+        assert sorted(v["title"] for v in variants) == sorted(COMMAND_TYPES)
+        assert {"401", "422", "429", "202"} <= set(post["responses"])
+        assert any("HTTPBearer" in sec for sec in post.get("security", []))
+        step(s)
+        examples = {"level": 3, "intensity": 0.5, "value": 30, "kind": "noise", "text": "a note"}
+        for v in variants:
+            if v["title"] == "stop":
+                continue
+            body = {"type": v["title"], **{k: examples[k] for k in v["required"] if k != "type"}}
+            r = c.post("/api/command", json=body)
+            assert r.status_code == 202, (body, r.text)
+            assert set(body) <= set(v["properties"])
+
+
+# ------------------------------------------------------------------------------ token
+def test_token_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "clinic-room-3-token-2026")
+    with live_console(tmp_path) as (s, h, c):
+        assert h.token == "clinic-room-3-token-2026"
+        assert h.url.endswith("/#token=clinic-room-3-token-2026") and h.url.startswith("http://127.0.0.1:")
+        assert c.get("/api/state").status_code == 200
+        assert "clinic" not in repr(h)
+
+
+@given(st.text(max_size=300))
+def test_make_token_accepts_only_safe_tokens(text):
+    import re
+
+    if text == "":
+        tok = make_token({TOKEN_ENV: text})
+        assert len(tok) >= 43 and tok != make_token({})
+        return
+    if re.fullmatch(r"[A-Za-z0-9_\-.~]{16,256}", text):
+        assert make_token({TOKEN_ENV: text}) == text
+    else:
+        with pytest.raises(ConfigError) as e:
+            make_token({TOKEN_ENV: text})
+        assert TOKEN_ENV in str(e.value) and "\n" not in str(e.value)
+
+
+def test_clean_makes_numpy_values_plain_json():
+    import numpy as np
+
+    from engine.console.app import clean
+
+    out = clean({"a": np.bool_(True), "b": np.float64(np.nan), "c": np.int64(3), "d": [np.float32(0.5), math.inf],
+                 "e": (1, "x", None), 4: False})
+    assert out == {"a": True, "b": None, "c": 3, "d": [0.5, None], "e": [1, "x", None], "4": False}
+    assert out["a"] is True and type(out["c"]) is int
+    json.dumps(out, allow_nan=False)
+
+
+def test_random_tokens_differ_per_session():
+    toks = {make_token({}) for _ in range(50)}
+    assert len(toks) == 50 and all(len(t) >= 43 for t in toks)
+    assert all(math.log2(64) * len(t) >= 256 for t in toks)
