@@ -66,6 +66,7 @@ class CourseResult:
     names: list[str]
     per_patient: dict[str, np.ndarray]  # metric → (C, N)
     pre_top: np.ndarray  # (N,) fear at the top step before treatment
+    concordance: np.ndarray  # (N,) HR–fear concordance (hidden)
 
     @property
     def severe(self) -> np.ndarray:
@@ -86,6 +87,15 @@ class CourseResult:
                 m[k + "_worst10"] = float(np.mean(x[self.severe]))
             out[name] = m
         return out
+
+    def by_concordance(self) -> dict:
+        """Key metrics per HR–fear concordance tertile (low, mid, high), per controller."""
+        q = np.quantile(self.concordance, [1 / 3, 2 / 3])
+        groups = {"low": self.concordance <= q[0], "mid": (self.concordance > q[0]) & (self.concordance <= q[1]),
+                  "high": self.concordance > q[1]}
+        keys = ("responder_rate", "dropout_rate", "escapes_per_patient", "overwhelm_s_per_session")
+        return {name: {g: {k: float(np.mean(self.per_patient[k][c][m])) for k in keys} for g, m in groups.items()}
+                for c, name in enumerate(self.names)}
 
 
 def run_course(pop: Population, table: SceneTable, controllers: list[str | Controller], n_patients: int,
@@ -148,7 +158,7 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
         "vr_minutes": vr_s / 60.0,
     }
     per = {k: v.reshape(C, N) for k, v in per.items()}
-    return CourseResult(names, per, pre_top[:N])
+    return CourseResult(names, per, pre_top[:N], p.concordance[:N].copy())
 
 
 def _job(args, structure, start, n, progress=None) -> CourseResult:
@@ -199,18 +209,22 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
                     bar.update(n * K)
     if bar is not None:
         bar.close()
-    by_struct = {}
+    by_struct, tertiles = {}, {}
     for st in structs:
         rs = [parts[j[0], j[1]] for j in jobs if j[0] == st]
         per = {k: np.concatenate([r.per_patient[k] for r in rs], axis=1) for k in METRICS}
         # the most severe decile over the whole population, not per chunk
-        by_struct[st] = CourseResult(rs[0].names, per, np.concatenate([r.pre_top for r in rs])).summary()
-    out = {"controllers": by_struct[structs[0]],
+        cr = CourseResult(rs[0].names, per, np.concatenate([r.pre_top for r in rs]),
+                          np.concatenate([r.concordance for r in rs]))
+        by_struct[st] = cr.summary()
+        tertiles[st] = cr.by_concordance()
+    out = {"controllers": by_struct[structs[0]], "concordance_tertiles": tertiles[structs[0]],
            "settings": {"patients": n_patients, "sessions": K, "minutes": minutes or pop.sessions.minutes,
                         "scene": table.scene, "seed": seed, "population": pop.name, "structure": structure
                         or pop.structure, "sensor": pop.sensor}}
     if structure == "all":
-        out["structures"] = {st: {"controllers": v} for st, v in by_struct.items()}
+        out["structures"] = {st: {"controllers": v, "concordance_tertiles": tertiles[st]}
+                             for st, v in by_struct.items()}
     return out
 
 
