@@ -176,8 +176,9 @@ def _interp_bins(safety: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None) -> np.ndarray:
-    """u the patient feels: from the scene parameters when given, else the intensity itself."""
-    if params is None:
+    """u the patient feels: from the scene parameters when given (and the hierarchy names the
+    parameters the model weighs), else the intensity itself."""
+    if params is None or any(f[0] not in params for f in FEATURES[p.scene]):
         return np.clip(np.asarray(intensity, dtype=float), 0.0, 1.0)
     return felt(p.scene, params, p.weights)
 
