@@ -167,12 +167,19 @@ def association(p: Params, u: np.ndarray, avoid: np.ndarray | float = 0.0) -> np
     return np.minimum(100.0, 110.0 * (p.severity + avoid) * v)
 
 
-def _interp_bins(safety: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _bin_pos(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.clip(u, 0.0, 1.0) * _NB
     j = np.minimum(x.astype(np.int64), _NB - 1)
-    w = x - j
-    r = np.arange(len(u))
-    return safety[r, j] * (1.0 - w) + safety[r, j + 1] * w
+    return np.arange(len(u)), j, x - j
+
+
+def _interp_at(arr: np.ndarray, pos) -> np.ndarray:
+    r, j, w = pos
+    return arr[r, j] * (1.0 - w) + arr[r, j + 1] * w
+
+
+def _interp_bins(arr: np.ndarray, u: np.ndarray) -> np.ndarray:
+    return _interp_at(arr, _bin_pos(u))
 
 
 def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None) -> np.ndarray:
@@ -205,8 +212,9 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     dip = np.where(asked, p.suds_cost, s.dip * 0.9355)  # recovers with τ ≈ 15 s
     pres = np.where(out_vr, 0.0, (0.7 + 0.3 * p.presence) * (1.0 - 0.4 * s.cs) * (1.0 - dip))
     V = association(p, seen, s.avoid)
-    inhib = _interp_bins(s.safety, seen)
-    hab = _interp_bins(s.H, seen)
+    pos = _bin_pos(seen)
+    inhib = _interp_at(s.safety, pos)
+    hab = _interp_at(s.H, pos)
     drive = np.minimum(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + s.S)
     tau = np.where(drive > s.A, 8.0, 30.0)
     A = s.A + (drive - s.A) * (1.0 - np.exp(-1.0 / tau)) + 1.0 * z_fear
@@ -222,7 +230,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     if st == "inhibitory-flat":
         rate = 0.7 * (A > 10.0)
     elif st == "habituation-only":
-        rate = 2.0 * _interp_bins(H, seen) * (A > 10.0)
+        rate = 2.0 * _interp_at(H, pos) * (A > 10.0)
     else:
         # inverted U around the optimal arousal: wide below it, narrow above it
         d = A - p.optimal_arousal
@@ -266,13 +274,12 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     jit = 3.0 if p.sensor == "chest" else 20.0
     base_rr = 60000.0 / hr
     art = ub[:, U_ART]
-    rr = np.full((n, 3), np.nan)
-    for k, zk in enumerate((z_rr0, z_rr1, z_rr2)):
-        rsa = 0.03 * base_rr * np.sin(6.283185307179586 * (second + k / 3.0) / 4.5)
-        x = base_rr + rsa + np.sqrt(rmssd ** 2 / 2.0 + jit ** 2) * zk
-        if k == 0:
-            x = np.where(art < 0.003, 2.0 * x, np.where(art > 0.998, 0.5 * x, x))  # missed / extra beat
-        rr[:, k] = np.where(nb > k, np.round(x * 1.024) / 1.024, np.nan)
+    breath = np.array([np.sin(6.283185307179586 * (second + k / 3.0) / 4.5) for k in range(3)])
+    z_rr = np.stack([z_rr0, z_rr1, z_rr2], axis=1)
+    x = (base_rr[:, None] + (0.03 * base_rr)[:, None] * breath[None, :]
+         + np.sqrt(rmssd ** 2 / 2.0 + jit ** 2)[:, None] * z_rr)
+    x[:, 0] = np.where(art < 0.003, 2.0 * x[:, 0], np.where(art > 0.998, 0.5 * x[:, 0], x[:, 0]))  # missed/extra
+    rr = np.where(nb[:, None] > np.arange(3)[None, :], np.round(x * 1.024) / 1.024, np.nan)
     # what the sensor reports
     bt = ub[:, U_BT]
     btlen = ub[:, U_BTLEN]
