@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from policy import dynamics
 from policy.controllers import Controller
 from policy.observation import Observation
 from policy.shield import SafetyShield
@@ -34,11 +35,11 @@ MAX_QUEUED_COMMANDS = 256
 
 @dataclass(frozen=True)
 class CoreConfig:
-    ramp_up_per_s: float = 0.02  # intensity units per second, controller-driven rises
+    ramp_up_per_s: float = dynamics.RAMP_UP_PER_S  # intensity units per second, controller-driven rises
     therapist_ramp_up_per_s: float = 0.05  # rises a therapist asked for
-    ramp_down_per_s: float = 0.10
+    ramp_down_per_s: float = dynamics.RAMP_DOWN_PER_S
     scene_log_s: float = 1.0
-    max_hr: float = 180.0  # 208 − 0.7·age; 180 ≈ age 40 when the age is not given
+    max_hr: float = dynamics.MAX_HR_ESTIMATE  # 208 − 0.7·age; 180 ≈ age 40 when the age is not given
     start_intensity: float = 0.0
 
 
@@ -148,8 +149,9 @@ class SessionCore:
             self._ingest(s)
         lost = self.signal_lost(now)
         if self.arbiter.mode == AUTO:
-            if lost and self.target > self.intensity:
-                self._set_target(now, self.intensity, "shield", "shield", "signal lost: holding")
+            held = float(dynamics.lost_hold(self.target, self.intensity, lost))
+            if held != self.target:
+                self._set_target(now, held, "shield", "shield", "signal lost: holding")
             if now >= self.next_decision:
                 self.next_decision = now + self.controller.decision_interval
                 self._decide(now)
@@ -164,7 +166,7 @@ class SessionCore:
     def signal_lost(self, now: float) -> bool:
         """Loss of signal at ``now``: no valid reading for the feature config's lost_after_s."""
         b = self.bank
-        return not b.seen_valid[0] or now - b.t_valid[0] > b.cfg.lost_after_s
+        return bool(dynamics.signal_lost(b.seen_valid[0], b.t_valid[0], now, b.cfg.lost_after_s))
 
     def _ingest(self, s: Sample) -> None:
         self.n_samples += 1
@@ -223,8 +225,8 @@ class SessionCore:
                 self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
                                                              "allowed": d}))
         who, reason = (("shield", res.why()) if code else (self.who, prop.why()))
-        self._set_target(now, self.target + d, who, self.controller.name, reason, proposed=proposed,
-                         shield=res.why() if code else "", obs=obs.row(), info=prop.info,
+        self._set_target(now, float(dynamics.retarget(self.target, d)), who, self.controller.name, reason,
+                         proposed=proposed, shield=res.why() if code else "", obs=obs.row(), info=prop.info,
                          always=True)
 
     def _set_target(self, now: float, new: float, who: str, name: str, reason: str, *,
@@ -259,13 +261,8 @@ class SessionCore:
 
     def intensity_at(self, t: float) -> float:
         """Intensity at time ``t`` on the current ramp (from the last change of target)."""
-        x0, tgt = self._anchor_x, self.target
-        dt = max(0.0, t - self._anchor_t)
-        if x0 < tgt:
-            return min(tgt, x0 + self.target_rate * dt)
-        if x0 > tgt:
-            return max(tgt, x0 - self.cfg.ramp_down_per_s * dt)
-        return x0
+        return float(dynamics.ramp(self._anchor_x, self.target, self.target_rate,
+                                   self.cfg.ramp_down_per_s, max(0.0, t - self._anchor_t)))
 
     def advance(self, now: float) -> None:
         """Bring the ramp (intensity, level, time at level) to ``now``; consults no controller.
@@ -280,16 +277,10 @@ class SessionCore:
         self.intensity = x
         lv = self.hierarchy.level_index(x)
         if lv != self.level:
-            lo = self.levels
-            up, down = self.target_rate, self.cfg.ramp_down_per_s
-            if lv > self.level and up > 0:  # rising: entered lv when x reached its intensity
-                t_in = self._anchor_t + (lo[lv] - 1e-9 - self._anchor_x) / up
-            elif lv < self.level and down > 0:  # falling: entered lv when x fell below the next level
-                t_in = self._anchor_t + (self._anchor_x - (lo[lv + 1] - 1e-9)) / down
-            else:
-                t_in = self.t
+            t_in = dynamics.level_entry(self._anchor_x, self._anchor_t, self.level, lv, self.levels,
+                                        self.target_rate, self.cfg.ramp_down_per_s, self.t)
             self.level = lv
-            self.level_since = min(self.t, max(self._anchor_t, float(t_in)))
+            self.level_since = float(t_in)
             self.suds_peak = math.nan
 
     def _log_scene(self, now: float) -> None:
