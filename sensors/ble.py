@@ -41,7 +41,7 @@ from .parsers import (
 )
 from .reconnect import Backoff
 from .sample import Sample
-from .source import HRSource, register_scheme
+from .source import HRSource, check_params, register_scheme
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +206,7 @@ class BLESource(HRSource):
 
 
 def _factory(target: str, params: dict[str, str], options: dict) -> HRSource:
-    extra = set(params) - {"scan", "timeout", "adapter", "stale"}
-    if extra:
-        raise SourceURLError(f"unknown ble:// parameter(s): {', '.join(sorted(extra))} "
-                             "(known: scan, timeout, stale, adapter)")
+    check_params("ble", params, ("scan", "timeout", "stale", "adapter"))
     try:
         scan_s = float(params.get("scan", 5.0))
         timeout = float(params.get("timeout", 10.0))

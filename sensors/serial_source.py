@@ -22,7 +22,7 @@ from .errors import ParseError, SensorError, SourceURLError
 from .parsers import MAX_LINE, check_reading, parse_csv, parse_line, parse_waveform
 from .reconnect import Backoff
 from .sample import Sample
-from .source import HRSource, register_scheme
+from .source import HRSource, check_params, register_scheme
 
 FORMATS = ("line", "csv", "waveform")
 
@@ -214,10 +214,7 @@ def _factory(scheme: str):
                                   reason="missing-dependency") from None
         if not target:
             raise SourceURLError(f"{scheme}:// needs a port, e.g. serial:///dev/ttyUSB0?baud=115200&format=csv")
-        extra = set(params) - {"baud", "format", "fs", "signal"}
-        if extra:
-            raise SourceURLError(f"unknown {scheme}:// parameter(s): {', '.join(sorted(extra))} "
-                                 "(known: baud, format, fs, signal)")
+        check_params(scheme, params, ("baud", "format", "fs", "signal"))
         try:
             baud = int(params.get("baud", 115200))
             fs = float(params["fs"]) if "fs" in params else None

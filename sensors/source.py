@@ -126,6 +126,14 @@ def parse_url(url: str) -> tuple[str, str, dict[str, str]]:
     return scheme, target, params
 
 
+def check_params(scheme: str, params: dict[str, str], known: tuple[str, ...]) -> None:
+    """Refuse URL parameters a source does not know (a typo must not pass silently)."""
+    extra = set(params) - set(known)
+    if extra:
+        raise SourceURLError(f"unknown {scheme}:// parameter(s): {', '.join(sorted(extra))} "
+                             f"(known: {', '.join(known)})")
+
+
 def _load_builtin() -> None:
     # Imported lazily so that optional dependencies (bleak, pyserial) load only when used.
     if "sim" not in _REGISTRY:
