@@ -1,0 +1,386 @@
+"""Training the RL policy: PPO on vectorised virtual patients, the shield in the loop.
+
+``exposure train`` calls :func:`train`. What it does, in order:
+
+1. builds ``n_envs`` copies of ``ExposureTherapy-v0`` (each wrapped in the safety shield, as
+   the env module provides) over a training population that mixes the model structures and
+   both sensor types, under ``VecCheckNan`` and ``VecNormalize``;
+2. trains stable-baselines3 PPO (MLP actor-critic, one torch thread) with callbacks: a
+   progress bar, and a periodic evaluation of the current actor *against the baselines* on a
+   validation population (its own seeds, never the training or the benchmark ones); the
+   best actor so far is saved, and training stops early when it has not improved for
+   ``patience`` evaluations;
+3. writes, in ``--out``: ``model.zip`` (SB3), ``vecnormalize.pkl`` (its observation and
+   reward statistics), ``policy.npz`` (the numpy actor the ``policy`` controller runs), and a
+   model card (``card.json`` + ``card.md``) with the seed, the population, the training time
+   and the validation metrics of the policy, every baseline and the oracle, per structure.
+
+Everything the policy is judged on here is a *virtual* patient; the card says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .numpy_mlp import export_bundle, load_bundle
+from .observation import OBS_VERSION, VECTOR_FIELDS
+
+ENV_ID = "ExposureTherapy-v0"
+SCENES = ("heights", "crowds")
+#: seeds of the validation population used during training (the benchmark uses others)
+VALIDATION_SEED = 90_001
+BASELINES = ("ladder", "suds", "hr-band", "hr-pid")
+
+
+class TrainError(ValueError):
+    """A training setting that cannot be used; the message names the option."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    scene: str = "heights"
+    timesteps: int = 400_000
+    population: str | None = None  # a population TOML file; None: the shipped default
+    seed: int = 0
+    out: Path | None = None  # default: policy/models/<scene>/
+    n_envs: int = 16
+    eval_every: int = 50_000  # timesteps between evaluations against the baselines
+    eval_patients: int = 300
+    eval_sessions: int = 6
+    patience: int = 4  # evaluations without improvement before stopping early
+    net_arch: tuple[int, ...] = (64, 64)
+    learning_rate: float = 3e-4
+    n_steps: int = 256
+    batch_size: int = 1024
+    n_epochs: int = 5
+    gamma: float = 0.995
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.01
+    progress: bool = True
+    threads: int = 1
+    final_eval: bool = True  # evaluate the kept actor per structure for the card
+    env_kwargs: dict = field(default_factory=dict)
+
+    def validated(self) -> TrainConfig:
+        if self.scene not in SCENES:
+            raise TrainError(f"--scene: unknown scene {self.scene!r}: choose {' or '.join(SCENES)}")
+        for name in ("timesteps", "n_envs", "eval_every", "eval_patients", "eval_sessions", "patience",
+                     "n_steps", "batch_size", "n_epochs", "threads"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, not {v!r}")
+        if self.timesteps < self.n_envs * self.n_steps:
+            raise TrainError(f"--timesteps must be at least n_envs × n_steps = {self.n_envs * self.n_steps}")
+        if not all(isinstance(k, int) and k > 0 for k in self.net_arch) or not self.net_arch:
+            raise TrainError("net_arch must be positive layer sizes")
+        for name in ("learning_rate", "gamma", "gae_lambda"):
+            v = getattr(self, name)
+            if not (isinstance(v, float | int) and 0 < v <= 1):
+                raise TrainError(f"{name} must be in (0, 1], not {v!r}")
+        if not (isinstance(self.ent_coef, float | int) and self.ent_coef >= 0):
+            raise TrainError(f"ent_coef must be ≥ 0, not {self.ent_coef!r}")
+        if self.population is not None and not Path(self.population).is_file():
+            raise TrainError(f"--population: no such file {self.population}")
+        out = Path(self.out) if self.out is not None else Path(__file__).with_name("models") / self.scene
+        return TrainConfig(**{**self.__dict__, "out": out})
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    timesteps: int
+    seconds: float
+    stopped_early: bool
+    card: dict
+
+
+def defaults_for(scene: str) -> TrainConfig:
+    """The settings the shipped policy for ``scene`` was trained with."""
+    return TrainConfig(scene=scene)
+
+
+# --------------------------------------------------------------------------- env plumbing
+def _env_module():
+    try:
+        from . import env as env_mod
+    except ModuleNotFoundError as e:  # pragma: no cover - depends on the build
+        raise TrainError("the gymnasium environment (policy/env.py) is not part of this build") from e
+    return env_mod
+
+
+def make_training_env(cfg: TrainConfig, n_envs: int, seed: int):
+    """``n_envs`` shielded envs over the training population, as a DummyVecEnv."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env_mod = _env_module()
+    kwargs = {"scene": cfg.scene, **env_mod.training_env_kwargs(cfg.population), **cfg.env_kwargs}
+    return make_vec_env(ENV_ID, n_envs=n_envs, seed=seed, env_kwargs=kwargs, vec_env_cls=DummyVecEnv)
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_controllers(controllers: dict, cfg: TrainConfig, structure: str | None = None,
+                         seed: int = VALIDATION_SEED, patients: int | None = None) -> dict:
+    """Metrics of each controller on the validation population (same patients for all)."""
+    from . import evaluate as ev
+
+    return ev.evaluate(controllers, scene=cfg.scene, population=cfg.population,
+                       patients=patients or cfg.eval_patients, sessions=cfg.eval_sessions,
+                       seed=seed, structure=structure)
+
+
+def score(m: dict, ref: dict) -> float:
+    """One number to pick the best actor: responders, with penalties for being less safe than
+    the safest baseline (overwhelm) or losing more patients than the best one (dropout)."""
+    s = m["responder_rate"]
+    s -= 2.0 * max(0.0, m["dropout_rate"] - ref["dropout_rate"])
+    s -= 0.01 * max(0.0, m["overwhelm_s_per_session"] - ref["overwhelm_s_per_session"])
+    return float(s)
+
+
+def _reference(baselines: dict) -> dict:
+    best = max(baselines.values(), key=lambda m: m["responder_rate"])
+    return {"responder_rate": best["responder_rate"],
+            "dropout_rate": min(m["dropout_rate"] for m in baselines.values()),
+            "overwhelm_s_per_session": min(m["overwhelm_s_per_session"] for m in baselines.values())}
+
+
+# --------------------------------------------------------------------------- callbacks
+def _callbacks():
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class TqdmProgress(BaseCallback):
+        """A progress bar on stderr (SB3's own needs ``rich``)."""
+
+        def __init__(self, total: int):
+            super().__init__()
+            self.total = total
+            self.bar = None
+
+        def _on_training_start(self) -> None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="step", file=sys.stderr, desc="train",
+                            dynamic_ncols=True, mininterval=1.0)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    class EvalAgainstBaselines(BaseCallback):
+        """Every ``every`` timesteps: the current actor against the baselines on the validation
+        population. Keeps the best actor (by :func:`score`); returns False — stopping
+        training — after ``patience`` evaluations without improvement."""
+
+        def __init__(self, cfg: TrainConfig, vecnorm, save, baselines: dict, log):
+            super().__init__()
+            self.cfg, self.vecnorm, self.save, self.log = cfg, vecnorm, save, log
+            self.baselines = baselines
+            self.ref = _reference(baselines)
+            self.best = -math.inf
+            self.best_metrics: dict | None = None
+            self.best_step = 0
+            self.bad = 0
+            self.history: list[dict] = []
+            self.next_eval = cfg.eval_every
+            self.stopped_early = False
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += self.cfg.eval_every
+            return self.evaluate_now()
+
+        def evaluate_now(self) -> bool:
+            from .learned import LearnedController
+
+            actor = _actor_of(self.model, self.vecnorm, self.cfg)
+            ctl = LearnedController(scene=self.cfg.scene, actor=actor)
+            m = evaluate_controllers({"policy": ctl}, self.cfg)["policy"]
+            sc = score(m, self.ref)
+            self.history.append({"timesteps": int(self.num_timesteps), "score": sc,
+                                 **{k: m[k] for k in ("responder_rate", "dropout_rate",
+                                                      "overwhelm_s_per_session")}})
+            better = sc > self.best + 1e-9
+            self.log(f"eval @ {self.num_timesteps}: responders {m['responder_rate']:.3f} "
+                     f"(best baseline {self.ref['responder_rate']:.3f}), dropout {m['dropout_rate']:.3f}, "
+                     f"overwhelm {m['overwhelm_s_per_session']:.1f} s/session, score {sc:.4f}"
+                     + (" ← best" if better else ""))
+            if better:
+                self.best, self.best_metrics, self.best_step, self.bad = sc, m, int(self.num_timesteps), 0
+                self.save()
+            else:
+                self.bad += 1
+                if self.bad >= self.cfg.patience:
+                    self.log(f"no improvement in {self.bad} evaluations: stopping early")
+                    self.stopped_early = True
+                    return False
+            return True
+
+    return TqdmProgress, EvalAgainstBaselines
+
+
+def _actor_of(model, vecnorm, cfg: TrainConfig, meta: dict | None = None):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = export_bundle(model, vecnorm, Path(d) / "a.npz", _bundle_meta(cfg, meta))
+        return load_bundle(p)
+
+
+def _bundle_meta(cfg: TrainConfig, extra: dict | None = None) -> dict:
+    env_mod = _env_module()
+    return {"scene": cfg.scene, "obs_version": OBS_VERSION, "obs_fields": list(VECTOR_FIELDS),
+            "seed": cfg.seed, "population": _population_label(cfg),
+            "decision_interval": float(env_mod.DECISION_INTERVAL_S),
+            "action": env_mod.ACTION_SPEC, **(extra or {})}
+
+
+def _population_label(cfg: TrainConfig) -> str:
+    if cfg.population is None:
+        return "default"
+    data = Path(cfg.population).read_bytes()
+    return f"{cfg.population} (sha256 {hashlib.sha256(data).hexdigest()[:12]})"
+
+
+# --------------------------------------------------------------------------- train
+def train(cfg: TrainConfig, log=None) -> TrainResult:
+    cfg = cfg.validated()
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    import torch as th
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.vec_env import VecCheckNan, VecNormalize
+
+    th.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+
+    venv = make_training_env(cfg, cfg.n_envs, cfg.seed)
+    venv = VecCheckNan(venv, raise_exception=True)
+    vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
+    model = PPO("MlpPolicy", vecnorm, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
+                batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma,
+                gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
+                policy_kwargs={"net_arch": list(cfg.net_arch)}, verbose=0)
+
+    from . import controllers as C
+
+    log(f"baselines on the validation population ({cfg.eval_patients} patients × {cfg.eval_sessions} sessions)…")
+    base_names = [n for n in (*BASELINES, "oracle") if n in C.controller_names()]
+    base = evaluate_controllers({n: C.make_controller(n) for n in base_names}, cfg)
+    baselines = {n: m for n, m in base.items() if n != "oracle"}
+
+    def save():
+        model.save(out / "model.zip")
+        vecnorm.save(str(out / "vecnormalize.pkl"))
+        export_bundle(model, vecnorm, out / "policy.npz",
+                      _bundle_meta(cfg, {"timesteps": int(model.num_timesteps)}))
+
+    Progress, Eval = _callbacks()
+    ev = Eval(cfg, vecnorm, save, baselines, log)
+    cbs = [ev] + ([Progress(cfg.timesteps)] if cfg.progress else [])
+    model.learn(total_timesteps=cfg.timesteps, callback=CallbackList(cbs))
+    if not ev.stopped_early and ev.history[-1:] and ev.history[-1]["timesteps"] != model.num_timesteps:
+        ev.evaluate_now()
+    elif not ev.history:
+        ev.evaluate_now()
+    train_s = time.monotonic() - t0
+    vecnorm.close()
+
+    card = _card(cfg, ev, base, train_s)
+    # The kept actor's version is the hash of its weights: the same bundle, the same version.
+    digest = hashlib.sha256((out / "policy.npz").read_bytes()).hexdigest()[:12]
+    card["version"] = digest
+    (out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    (out / "card.md").write_text(card_markdown(card))
+    return TrainResult(out, int(ev.best_step), train_s, ev.stopped_early, card)
+
+
+def _card(cfg: TrainConfig, ev, base: dict, train_s: float) -> dict:
+    from .learned import LearnedController
+
+    per_structure: dict = {}
+    if cfg.final_eval:
+        ctl = LearnedController(scene=cfg.scene, path=Path(cfg.out) / "policy.npz")
+        from . import controllers as C
+
+        names = [n for n in (*BASELINES, "oracle") if n in C.controller_names()]
+        res = evaluate_controllers({"policy": ctl, **{n: C.make_controller(n) for n in names}}, cfg,
+                                   structure="all")
+        per_structure = res.get("__structures__", {})
+    hp = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress", "env_kwargs")}
+    return {
+        "name": f"exposure-policy-{cfg.scene}",
+        "scene": cfg.scene, "seed": cfg.seed, "population": _population_label(cfg),
+        "algorithm": "PPO (stable-baselines3), MLP actor-critic, VecNormalize",
+        "obs_fields": list(VECTOR_FIELDS), "obs_version": OBS_VERSION,
+        "hyperparameters": hp, "timesteps_kept": int(ev.best_step),
+        "timesteps_run": int(ev.num_timesteps) if ev.model is not None else 0,
+        "training_seconds": round(train_s, 1), "stopped_early": ev.stopped_early,
+        "validation": {"seed": VALIDATION_SEED, "patients": cfg.eval_patients, "sessions": cfg.eval_sessions,
+                       "policy": ev.best_metrics, **base},
+        "per_structure": per_structure,
+        "history": ev.history,
+        "reproduce": (f"exposure train --scene {cfg.scene} --timesteps {cfg.timesteps} --seed {cfg.seed}"
+                      + (f" --population {cfg.population}" if cfg.population else "")),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "caveat": ("Judged on virtual patients only: a simulation built from published figures and "
+                   "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "
+                   "clinical benefit or safety."),
+    }
+
+
+METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "escapes_per_patient",
+           "overwhelm_s_per_session", "window_fraction", "vr_minutes")
+
+
+def card_markdown(card: dict) -> str:
+    lines = [f"# Model card: {card['name']}", "",
+             f"**{card['caveat']}**", "",
+             f"- scene: {card['scene']}", f"- seed: {card['seed']}", f"- population: {card['population']}",
+             f"- algorithm: {card['algorithm']}",
+             f"- timesteps kept / run: {card['timesteps_kept']} / {card['timesteps_run']}"
+             + (" (stopped early)" if card["stopped_early"] else ""),
+             f"- training time: {card['training_seconds']:.0f} s", f"- version: {card.get('version')}",
+             f"- reproduce: `{card['reproduce']}`", "",
+             f"## Validation ({card['validation']['patients']} patients × {card['validation']['sessions']} "
+             f"sessions, seed {card['validation']['seed']})", ""]
+    lines += _table({k: v for k, v in card["validation"].items() if isinstance(v, dict)})
+    for s, res in card.get("per_structure", {}).items():
+        lines += ["", f"### structure: {s}", ""] + _table(res)
+    lines += ["", "## Observation", "", ", ".join(card["obs_fields"]) + f" (version {card['obs_version']})", ""]
+    return "\n".join(lines)
+
+
+def _table(res: dict) -> list[str]:
+    cols = [m for m in METRICS if any(m in r for r in res.values() if r)]
+    out = ["| controller | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in res.items():
+        if not r:
+            continue
+        out.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return out
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
+    return str(x)
+
+
+__all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "card_markdown", "score", "np"]
