@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from policy import dynamics
 from policy.controllers import Controller
 from policy.observation import Observation
 from policy.shield import SafetyShield
@@ -34,11 +35,11 @@ MAX_QUEUED_COMMANDS = 256
 
 @dataclass(frozen=True)
 class CoreConfig:
-    ramp_up_per_s: float = 0.02  # intensity units per second, controller-driven rises
+    ramp_up_per_s: float = dynamics.RAMP_UP_PER_S  # intensity units per second, controller-driven rises
     therapist_ramp_up_per_s: float = 0.05  # rises a therapist asked for
-    ramp_down_per_s: float = 0.10
+    ramp_down_per_s: float = dynamics.RAMP_DOWN_PER_S
     scene_log_s: float = 1.0
-    max_hr: float = 180.0  # 208 − 0.7·age; 180 ≈ age 40 when the age is not given
+    max_hr: float = dynamics.MAX_HR_ESTIMATE  # 208 − 0.7·age; 180 ≈ age 40 when the age is not given
     start_intensity: float = 0.0
 
 
@@ -139,8 +140,9 @@ class SessionCore:
             self._ingest(s)
         lost = self.signal_lost(now)
         if self.arbiter.mode == AUTO:
-            if lost and self.target > self.intensity:
-                self._set_target(now, self.intensity, "shield", "shield", "signal lost: holding")
+            held = float(dynamics.lost_hold(self.target, self.intensity, lost))
+            if held != self.target:
+                self._set_target(now, held, "shield", "shield", "signal lost: holding")
             if now >= self.next_decision:
                 self.next_decision = now + self.controller.decision_interval
                 self._decide(now)
@@ -156,7 +158,7 @@ class SessionCore:
     def signal_lost(self, now: float) -> bool:
         """Loss of signal at ``now``: no valid reading for the feature config's lost_after_s."""
         b = self.bank
-        return not b.seen_valid[0] or now - b.t_valid[0] > b.cfg.lost_after_s
+        return bool(dynamics.signal_lost(b.seen_valid[0], b.t_valid[0], now, b.cfg.lost_after_s))
 
     def _ingest(self, s: Sample) -> None:
         self.n_samples += 1
@@ -213,7 +215,7 @@ class SessionCore:
                 self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
                                                              "allowed": d}))
         who, reason = (("shield", res.why()) if code else (self.who, prop.why()))
-        self._set_target(now, self.target + d, who, self.controller.name, reason, proposed=proposed,
+        self._set_target(now, float(dynamics.retarget(self.target, d)), who, self.controller.name, reason, proposed=proposed,
                          shield=res.why() if code else "", obs=obs.row(), info=prop.info,
                          always=True)
 
@@ -247,11 +249,7 @@ class SessionCore:
             self.writer.write_dict("decisions", rec)
 
     def _ramp(self, dt: float) -> None:
-        x, tgt = self.intensity, self.target
-        if x < tgt:
-            x = min(tgt, x + self.target_rate * dt)
-        elif x > tgt:
-            x = max(tgt, x - self.cfg.ramp_down_per_s * dt)
+        x = float(dynamics.ramp(self.intensity, self.target, self.target_rate, self.cfg.ramp_down_per_s, dt))
         self.intensity = x
         lv = self.hierarchy.level_index(x)
         if lv != self.level:

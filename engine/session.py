@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policy import dynamics
 from policy.controllers import ControllerError, controller_names, make_controller
 from policy.shield import SafetyShield
 from scenes.hierarchy import SCENES, HierarchyError, load_hierarchy
@@ -31,7 +32,7 @@ from .store import SessionWriter, StoreError, validate_patient
 log = logging.getLogger(__name__)
 
 DISPLAYS = ("auto", "window", "headset", "offscreen", "none")
-SIM_SUDS_DELAY_S = 5.0
+SIM_SUDS_DELAY_S = dynamics.SUDS_DELAY_S
 
 
 class ConfigError(ValueError):
@@ -222,13 +223,16 @@ class Session:
                 core.push_sample(s)
             for ev in src.drain_events():
                 core.push_event(ev.kind, **ev.detail)
+            behaviour = src.behaviour(now)
+            if behaviour is not None:
+                core.push_behaviour(behaviour)
             if core.suds_pending_since is not None and now - core.suds_pending_since >= SIM_SUDS_DELAY_S:
                 v = src.suds(now)
                 if v is not None:
                     core.push_command(Command("suds", origin="patient", value=float(v)))
         core.tick(now)
         src.observe(Exposure(now, core.intensity, self.cfg.scene, core.arbiter.paused,
-                             core.suds_pending_since is not None))
+                             core.suds_pending_since is not None, self.hierarchy.params_at(core.intensity)))
 
     @property
     def over(self) -> bool:

@@ -109,7 +109,43 @@ class FeatureBank:
         self.base_frozen[m] = False
 
     def update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None = None,
-               contact: np.ndarray | None = None) -> FeatureFrame:
+               contact: np.ndarray | None = None, mask: np.ndarray | None = None) -> FeatureFrame:
+        """Advance the features to ``t`` with this step's readings.
+
+        ``mask`` (bool over patients, optional): only these patients take part in the update;
+        the others keep their state exactly as if no update had happened (the evaluator uses
+        it to mirror a live session, where features advance only on samples and decisions).
+        Their rows of the returned frame describe their unchanged state at ``t``.
+        """
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool).reshape(self.n)
+            if not mask.all():
+                keep = ~mask
+                saved = {k: v[keep].copy() for k, v in vars(self).items() if isinstance(v, np.ndarray)}
+                frame = self._update(t, bpm, rr, contact)
+                for k, v in saved.items():
+                    getattr(self, k)[keep] = v
+                return self._masked_frame(frame, t, keep)
+        return self._update(t, bpm, rr, contact)
+
+    def _masked_frame(self, f: FeatureFrame, t: float, keep: np.ndarray) -> FeatureFrame:
+        since = np.where(self.seen_valid, t - self.t_valid, np.inf)
+        lost = np.where(keep, since > self.cfg.lost_after_s, f.lost)
+        d = np.diff(self.rr_buf[keep], axis=1)
+        cnt = np.sum(~np.isnan(d), axis=1)
+        with np.errstate(invalid="ignore"):
+            r = np.sqrt(np.nansum(d * d, axis=1) / np.maximum(cnt, 1))
+        rmssd = f.rmssd.copy()
+        rmssd[keep] = np.where(cnt >= 2, r, np.nan)
+        rej = f.rejected_rr.copy()
+        rej[keep] = 0
+        pick = lambda new, old: np.where(keep, old, new)  # noqa: E731
+        return FeatureFrame(f.t, pick(f.hr, self.hr), pick(f.baseline, self.baseline),
+                            pick(f.hr_delta, self.hr - self.baseline), pick(f.hr_slope, self.slope), rmssd,
+                            pick(f.quality, self.quality), lost, np.where(keep, since, f.since_valid), rej)
+
+    def _update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None,
+                contact: np.ndarray | None) -> FeatureFrame:
         c = self.cfg
         n = self.n
         bpm = np.asarray(bpm, dtype=float).reshape(n)

@@ -28,6 +28,8 @@ class Exposure:
     scene: str = "heights"
     paused: bool = False
     asked_suds: bool = False
+    #: the scene's parameters at this intensity (the hierarchy's params_at), when known
+    params: dict | None = None
 
 
 class HRSource:
@@ -53,6 +55,10 @@ class HRSource:
 
     def suds(self, now: float) -> float | None:
         """A SUDS answer when the source can give one (the virtual patient); else None."""
+        return None
+
+    def behaviour(self, now: float) -> dict | None:
+        """What a simulated patient's behaviour shows the scene (e.g. ``look_away``); else None."""
         return None
 
     # -- every source ----------------------------------------------------------------

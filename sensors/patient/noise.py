@@ -1,0 +1,57 @@
+"""Counter-based random numbers: the same draws for a patient whatever else is simulated.
+
+Every draw is a pure function of (patient key, session, second, channel), so the ``sim://``
+source (one patient), the gymnasium env and the evaluator (thousands at once, several
+controllers side by side) give each patient exactly the same noise: common random numbers
+for a fair comparison of controllers, and identical trajectories across the three shells.
+The mixer is SplitMix64's finaliser on numpy uint64 arrays (wrapping arithmetic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_M64 = (1 << 64) - 1
+_G = 0x9E3779B97F4A7C15
+
+
+def _mix_int(x: int) -> int:
+    x &= _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def patient_keys(seed: int, index: np.ndarray | int) -> np.ndarray:
+    """Keys of patients ``index`` of the population drawn with ``seed`` (uint64 array)."""
+    idx = np.atleast_1d(np.asarray(index, dtype=np.int64)).astype(np.uint64)
+    base = _mix_int(_mix_int(int(seed) * _G + 0x5EED))
+    return _mix((idx * np.uint64(_G)) ^ np.uint64(base))
+
+
+def _counter(*parts: int) -> np.uint64:
+    h = 0x243F6A8885A308D3
+    for p in parts:
+        h = _mix_int(h ^ ((int(p) * _G) & _M64))
+    return np.uint64(h)
+
+
+def uniform(keys: np.ndarray, *counter: int) -> np.ndarray:
+    """Uniform draws in (0, 1), one per key, for the given counter (e.g. session, second, channel)."""
+    h = _mix(keys ^ _counter(*counter))
+    return ((h >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+def normal(keys: np.ndarray, *counter: int) -> np.ndarray:
+    """Standard normal draws (Box–Muller on two uniforms)."""
+    u1 = uniform(keys, *counter, 1)
+    u2 = uniform(keys, *counter, 2)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(6.283185307179586 * u2)

@@ -1,0 +1,84 @@
+"""Scene parameters → the effective intensity a patient feels, with per-patient weights.
+
+A hierarchy file (``scenes/``) names each level's scene parameters. The patient does not feel
+the hierarchy's intensity axis but a weighted mix of what the scene shows; each patient weighs
+the features a little differently, so a fixed hierarchy is mis-ordered for some of them.
+Heights saturate with height (Wuehr 2019: anxiety stops rising above ~40 m).
+
+:class:`SceneTable` is a hierarchy's levels as arrays (built from any object with ``scene``
+and ``levels`` of ``intensity``/``params`` — e.g. ``scenes.hierarchy.Hierarchy`` — without
+importing it: ``sensors/`` is a leaf). Its :meth:`params_at` computes exactly what
+``Hierarchy.params_at`` computes, vectorised, so the live session and the evaluator feed the
+model the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: per scene: (parameter, transform to [0, 1] felt intensity, default weight)
+FEATURES: dict[str, tuple[tuple[str, object, float], ...]] = {
+    "heights": (
+        ("height_m", lambda v: 1.0 - np.exp(-np.maximum(v, 0.0) / 14.0), 0.50),
+        ("edge_distance_m", lambda v: 1.0 - np.clip(v / 4.0, 0.0, 1.0), 0.20),
+        ("railing", lambda v: 1.0 - np.clip(v, 0.0, 1.0), 0.10),
+        ("floor_transparency", lambda v: np.clip(v, 0.0, 1.0), 0.15),
+        ("wind", lambda v: np.clip(v, 0.0, 1.0), 0.05),
+    ),
+    "crowds": (
+        ("people", lambda v: 1.0 - np.exp(-np.maximum(v, 0.0) / 25.0), 0.35),
+        ("closest_m", lambda v: 1.0 - np.clip(v / 12.0, 0.0, 1.0), 0.30),
+        ("looking_share", lambda v: np.clip(v / 0.8, 0.0, 1.0), 0.20),
+        ("walk_speed", lambda v: np.clip(v - 0.8, 0.0, 1.0), 0.05),
+        ("noise", lambda v: np.clip(v, 0.0, 1.0), 0.10),
+    ),
+}
+
+
+def scene_weights(scene: str, z: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Per-patient weights (L, F), summing to 1: defaults scaled by exp(sigma·z)."""
+    w0 = np.array([f[2] for f in FEATURES[scene]])
+    w = w0[None, :] * np.exp(np.asarray(sigma)[:, None] * z)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def felt(scene: str, params: dict, weights: np.ndarray) -> np.ndarray:
+    """Effective intensity (L,) from scene parameters (name → value or array over L)."""
+    u = 0.0
+    for j, (name, fn, _) in enumerate(FEATURES[scene]):
+        u = u + weights[:, j] * fn(np.asarray(params[name], dtype=float))
+    return np.clip(u, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SceneTable:
+    scene: str
+    intensities: np.ndarray  # (n_levels,)
+    names: tuple[str, ...]
+    values: np.ndarray  # (n_levels, n_params)
+
+    @classmethod
+    def from_hierarchy(cls, h) -> SceneTable:
+        names = tuple(h.levels[0].params)
+        return cls(h.scene, np.array([lv.intensity for lv in h.levels], dtype=float), names,
+                   np.array([[lv.params[k] for k in names] for lv in h.levels], dtype=float))
+
+    def level_index(self, x: np.ndarray) -> np.ndarray:
+        """Same as Hierarchy.level_index, vectorised."""
+        i = np.searchsorted(self.intensities, np.asarray(x, dtype=float) + 1e-9, side="right") - 1
+        return np.clip(i, 0, len(self.intensities) - 1)
+
+    def params_at(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Same arithmetic as Hierarchy.params_at, vectorised over intensities."""
+        x = np.minimum(1.0, np.maximum(0.0, np.asarray(x, dtype=float)))
+        n = len(self.intensities)
+        i = self.level_index(x)
+        j = np.minimum(i + 1, n - 1)
+        li, hi_ = self.intensities[i], self.intensities[j]
+        w = (x - li) / np.maximum(hi_ - li, 1e-9)
+        lo, hi = self.values[i], self.values[j]
+        top = (i + 1 >= n)[:, None]
+        v = np.where(top, lo, lo + w[:, None] * (hi - lo))
+        return {k: v[:, m] for m, k in enumerate(self.names)}
