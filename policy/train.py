@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .numpy_mlp import export_bundle, load_bundle
-from .observation import OBS_VERSION, VECTOR_FIELDS
+from .observation import OBS_VERSION
 
 ENV_ID = "ExposureTherapy-v0"
 SCENES = ("heights", "crowds")
@@ -47,23 +47,24 @@ class TrainError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     scene: str = "heights"
-    timesteps: int = 400_000
+    timesteps: int = 12_000_000
     population: str | None = None  # a population TOML file; None: the shipped default
     seed: int = 0
     out: Path | None = None  # default: policy/models/<scene>/
-    n_envs: int = 16
-    eval_every: int = 50_000  # timesteps between evaluations against the baselines
-    eval_patients: int = 300
+    n_envs: int = 1024  # virtual patients stepped together (lanes)
+    n_sub: int = 2  # sub-batches, each a different (structure, sensor) per course
+    eval_every: int = 2_000_000  # timesteps between evaluations against the baselines
+    eval_patients: int = 60  # validation patients per model structure
     eval_sessions: int = 6
-    patience: int = 4  # evaluations without improvement before stopping early
+    patience: int = 3  # evaluations without improvement before stopping early
     net_arch: tuple[int, ...] = (64, 64)
     learning_rate: float = 3e-4
-    n_steps: int = 256
-    batch_size: int = 1024
-    n_epochs: int = 5
-    gamma: float = 0.995
+    n_steps: int = 32
+    batch_size: int = 4096
+    n_epochs: int = 4
+    gamma: float = 0.99
     gae_lambda: float = 0.95
-    ent_coef: float = 0.01
+    ent_coef: float = 0.005
     progress: bool = True
     threads: int = 1
     final_eval: bool = True  # evaluate the kept actor per structure for the card
@@ -72,11 +73,13 @@ class TrainConfig:
     def validated(self) -> TrainConfig:
         if self.scene not in SCENES:
             raise TrainError(f"--scene: unknown scene {self.scene!r}: choose {' or '.join(SCENES)}")
-        for name in ("timesteps", "n_envs", "eval_every", "eval_patients", "eval_sessions", "patience",
+        for name in ("timesteps", "n_envs", "n_sub", "eval_every", "eval_patients", "eval_sessions", "patience",
                      "n_steps", "batch_size", "n_epochs", "threads"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, not {v!r}")
+        if self.n_envs % self.n_sub:
+            raise TrainError(f"--envs ({self.n_envs}) must be a multiple of n_sub ({self.n_sub})")
         if self.timesteps < self.n_envs * self.n_steps:
             raise TrainError(f"--timesteps must be at least n_envs × n_steps = {self.n_envs * self.n_steps}")
         if not all(isinstance(k, int) and k > 0 for k in self.net_arch) or not self.net_arch:
@@ -108,33 +111,41 @@ def defaults_for(scene: str) -> TrainConfig:
 
 
 # --------------------------------------------------------------------------- env plumbing
-def _env_module():
+def _world(cfg: TrainConfig):
+    from scenes.hierarchy import load_hierarchy
+    from sensors.patient.population import PopulationError, load_population
+    from sensors.patient.scenes import SceneTable
+
     try:
-        from . import env as env_mod
-    except ModuleNotFoundError as e:  # pragma: no cover - depends on the build
-        raise TrainError("the gymnasium environment (policy/env.py) is not part of this build") from e
-    return env_mod
+        pop = load_population(cfg.population)
+    except PopulationError as e:
+        raise TrainError(f"--population: {e}") from None
+    return pop, SceneTable.from_hierarchy(load_hierarchy(cfg.scene))
 
 
-def make_training_env(cfg: TrainConfig, n_envs: int, seed: int):
-    """``n_envs`` shielded envs over the training population, as a DummyVecEnv."""
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv
+def make_training_env(cfg: TrainConfig):
+    """The lanes of virtual patients PPO trains on (an SB3 VecEnv, the shield in the loop)."""
+    from .batch_env import ExposureVecEnv
 
-    env_mod = _env_module()
-    kwargs = {"scene": cfg.scene, **env_mod.training_env_kwargs(cfg.population), **cfg.env_kwargs}
-    return make_vec_env(ENV_ID, n_envs=n_envs, seed=seed, env_kwargs=kwargs, vec_env_cls=DummyVecEnv)
+    pop, table = _world(cfg)
+    return ExposureVecEnv(pop, table, n_envs=cfg.n_envs, n_sub=cfg.n_sub, seed=cfg.seed)
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_controllers(controllers: dict, cfg: TrainConfig, structure: str | None = None,
-                         seed: int = VALIDATION_SEED, patients: int | None = None) -> dict:
-    """Metrics of each controller on the validation population (same patients for all)."""
+def evaluate_controllers(controllers: list, cfg: TrainConfig, seed: int = VALIDATION_SEED,
+                         patients: int | None = None) -> dict:
+    """Metrics of each controller on the validation population, under every model structure
+    (the same patients and random numbers for all): {"all": {name: metrics}, STRUCTURE: {…}}."""
     from . import evaluate as ev
 
-    return ev.evaluate(controllers, scene=cfg.scene, population=cfg.population,
-                       patients=patients or cfg.eval_patients, sessions=cfg.eval_sessions,
-                       seed=seed, structure=structure)
+    pop, table = _world(cfg)
+    res = ev.evaluate(pop, table, controllers, patients or cfg.eval_patients, seed=seed, structure="all",
+                      sessions=cfg.eval_sessions)
+    per = {st: v["controllers"] for st, v in res["structures"].items()}
+    names = list(next(iter(per.values())))
+    pooled = {n: {k: float(np.mean([per[st][n][k] for st in per])) for k in per[next(iter(per))][n]}
+              for n in names}
+    return {"all": pooled, **per}
 
 
 def score(m: dict, ref: dict) -> float:
@@ -144,6 +155,12 @@ def score(m: dict, ref: dict) -> float:
     s -= 2.0 * max(0.0, m["dropout_rate"] - ref["dropout_rate"])
     s -= 0.01 * max(0.0, m["overwhelm_s_per_session"] - ref["overwhelm_s_per_session"])
     return float(s)
+
+
+def score_all(res: dict, ref: dict) -> float:
+    """The mean score over the model structures, less the worst structure's shortfall."""
+    sc = [score(res[st]["policy"], ref[st]) for st in res if st != "all"]
+    return float(np.mean(sc) + 0.5 * min(sc))
 
 
 def _reference(baselines: dict) -> dict:
@@ -179,17 +196,17 @@ def _callbacks():
             self.bar.close()
 
     class EvalAgainstBaselines(BaseCallback):
-        """Every ``every`` timesteps: the current actor against the baselines on the validation
-        population. Keeps the best actor (by :func:`score`); returns False — stopping
-        training — after ``patience`` evaluations without improvement."""
+        """Every ``eval_every`` timesteps: the current actor against the baselines on the
+        validation population, under every model structure. Keeps the best actor (by
+        :func:`score_all`); returns False — stopping training — after ``patience``
+        evaluations without improvement."""
 
         def __init__(self, cfg: TrainConfig, vecnorm, save, baselines: dict, log):
             super().__init__()
             self.cfg, self.vecnorm, self.save, self.log = cfg, vecnorm, save, log
-            self.baselines = baselines
-            self.ref = _reference(baselines)
+            self.ref = {st: _reference(b) for st, b in baselines.items()}
             self.best = -math.inf
-            self.best_metrics: dict | None = None
+            self.best_result: dict | None = None
             self.best_step = 0
             self.bad = 0
             self.history: list[dict] = []
@@ -205,20 +222,24 @@ def _callbacks():
         def evaluate_now(self) -> bool:
             from .learned import LearnedController
 
+            t0 = time.monotonic()
             actor = _actor_of(self.model, self.vecnorm, self.cfg)
             ctl = LearnedController(scene=self.cfg.scene, actor=actor)
-            m = evaluate_controllers({"policy": ctl}, self.cfg)["policy"]
-            sc = score(m, self.ref)
+            res = evaluate_controllers([ctl], self.cfg)
+            sc = score_all(res, self.ref)
+            m = res["all"]["policy"]
+            worst = min(res[st]["policy"]["responder_rate"] - self.ref[st]["responder_rate"]
+                        for st in res if st != "all")
             self.history.append({"timesteps": int(self.num_timesteps), "score": sc,
-                                 **{k: m[k] for k in ("responder_rate", "dropout_rate",
-                                                      "overwhelm_s_per_session")}})
+                                 "eval_seconds": round(time.monotonic() - t0, 1),
+                                 **{k: m[k] for k in ("responder_rate", "dropout_rate", "overwhelm_s_per_session")}})
             better = sc > self.best + 1e-9
             self.log(f"eval @ {self.num_timesteps}: responders {m['responder_rate']:.3f} "
-                     f"(best baseline {self.ref['responder_rate']:.3f}), dropout {m['dropout_rate']:.3f}, "
-                     f"overwhelm {m['overwhelm_s_per_session']:.1f} s/session, score {sc:.4f}"
-                     + (" ← best" if better else ""))
+                     f"(best baseline {self.ref['all']['responder_rate']:.3f}; worst structure margin "
+                     f"{worst:+.3f}), dropout {m['dropout_rate']:.3f}, overwhelm "
+                     f"{m['overwhelm_s_per_session']:.1f} s/session, score {sc:.4f}" + (" <- best" if better else ""))
             if better:
-                self.best, self.best_metrics, self.best_step, self.bad = sc, m, int(self.num_timesteps), 0
+                self.best, self.best_result, self.best_step, self.bad = sc, res, int(self.num_timesteps), 0
                 self.save()
             else:
                 self.bad += 1
@@ -240,11 +261,11 @@ def _actor_of(model, vecnorm, cfg: TrainConfig, meta: dict | None = None):
 
 
 def _bundle_meta(cfg: TrainConfig, extra: dict | None = None) -> dict:
-    env_mod = _env_module()
-    return {"scene": cfg.scene, "obs_version": OBS_VERSION, "obs_fields": list(VECTOR_FIELDS),
-            "seed": cfg.seed, "population": _population_label(cfg),
-            "decision_interval": float(env_mod.DECISION_INTERVAL_S),
-            "action": env_mod.ACTION_SPEC, **(extra or {})}
+    from .learned import INPUT_VERSION, MOVES, PolicyInput
+
+    return {"scene": cfg.scene, "obs_version": OBS_VERSION, "input_version": INPUT_VERSION,
+            "inputs": list(PolicyInput.fields), "moves": list(MOVES), "seed": cfg.seed,
+            "population": _population_label(cfg), "decision_interval": 5.0, **(extra or {})}
 
 
 def _population_label(cfg: TrainConfig) -> str:
@@ -258,85 +279,77 @@ def _population_label(cfg: TrainConfig) -> str:
 def train(cfg: TrainConfig, log=None) -> TrainResult:
     cfg = cfg.validated()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    _world(cfg)  # a bad population file fails here, before anything is written
     import torch as th
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecCheckNan, VecNormalize
+
+    from . import controllers as C
 
     th.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
 
-    venv = make_training_env(cfg, cfg.n_envs, cfg.seed)
-    venv = VecCheckNan(venv, raise_exception=True)
+    log(f"baselines on the validation population ({cfg.eval_patients} patients per structure × "
+        f"{cfg.eval_sessions} sessions, seed {VALIDATION_SEED})…")
+    base_names = [n for n in (*BASELINES, "oracle") if n in C.controller_names()]
+    base = evaluate_controllers(base_names, cfg)
+    baselines = {st: {n: m for n, m in r.items() if n != "oracle"} for st, r in base.items()}
+
+    venv = VecCheckNan(make_training_env(cfg), raise_exception=True)
     vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=cfg.gamma)
     model = PPO("MlpPolicy", vecnorm, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
                 batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma,
                 gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
                 policy_kwargs={"net_arch": list(cfg.net_arch)}, verbose=0)
 
-    from . import controllers as C
-
-    log(f"baselines on the validation population ({cfg.eval_patients} patients × {cfg.eval_sessions} sessions)…")
-    base_names = [n for n in (*BASELINES, "oracle") if n in C.controller_names()]
-    base = evaluate_controllers({n: C.make_controller(n) for n in base_names}, cfg)
-    baselines = {n: m for n, m in base.items() if n != "oracle"}
-
     def save():
         model.save(out / "model.zip")
         vecnorm.save(str(out / "vecnormalize.pkl"))
-        export_bundle(model, vecnorm, out / "policy.npz",
-                      _bundle_meta(cfg, {"timesteps": int(model.num_timesteps)}))
+        export_bundle(model, vecnorm, out / "policy.npz", _bundle_meta(cfg, {"timesteps": int(model.num_timesteps)}))
 
     Progress, Eval = _callbacks()
     ev = Eval(cfg, vecnorm, save, baselines, log)
     cbs = [ev] + ([Progress(cfg.timesteps)] if cfg.progress else [])
     model.learn(total_timesteps=cfg.timesteps, callback=CallbackList(cbs))
-    if not ev.stopped_early and ev.history[-1:] and ev.history[-1]["timesteps"] != model.num_timesteps:
-        ev.evaluate_now()
-    elif not ev.history:
+    if not ev.stopped_early and (not ev.history or ev.history[-1]["timesteps"] != model.num_timesteps):
         ev.evaluate_now()
     train_s = time.monotonic() - t0
     vecnorm.close()
 
-    card = _card(cfg, ev, base, train_s)
-    # The kept actor's version is the hash of its weights: the same bundle, the same version.
-    digest = hashlib.sha256((out / "policy.npz").read_bytes()).hexdigest()[:12]
-    card["version"] = digest
+    card = _card(cfg, ev, base, train_s, int(model.num_timesteps), venv.venv.stats)
     (out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (out / "card.md").write_text(card_markdown(card))
     return TrainResult(out, int(ev.best_step), train_s, ev.stopped_early, card)
 
 
-def _card(cfg: TrainConfig, ev, base: dict, train_s: float) -> dict:
-    from .learned import LearnedController
+def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_stats: dict) -> dict:
+    from .batch_env import TRAIN_SEED_BASE, RewardConfig
 
-    per_structure: dict = {}
-    if cfg.final_eval:
-        ctl = LearnedController(scene=cfg.scene, path=Path(cfg.out) / "policy.npz")
-        from . import controllers as C
-
-        names = [n for n in (*BASELINES, "oracle") if n in C.controller_names()]
-        res = evaluate_controllers({"policy": ctl, **{n: C.make_controller(n) for n in names}}, cfg,
-                                   structure="all")
-        per_structure = res.get("__structures__", {})
-    hp = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress", "env_kwargs")}
+    best = ev.best_result or {}
+    per = {st: {"policy": best.get(st, {}).get("policy"), **base[st]} for st in base}
+    hp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()
+          if k not in ("out", "progress", "population")}
+    digest = hashlib.sha256((Path(cfg.out) / "policy.npz").read_bytes()).hexdigest()[:12]
     return {
-        "name": f"exposure-policy-{cfg.scene}",
+        "name": f"exposure-policy-{cfg.scene}", "version": digest,
         "scene": cfg.scene, "seed": cfg.seed, "population": _population_label(cfg),
-        "algorithm": "PPO (stable-baselines3), MLP actor-critic, VecNormalize",
-        "obs_fields": list(VECTOR_FIELDS), "obs_version": OBS_VERSION,
-        "hyperparameters": hp, "timesteps_kept": int(ev.best_step),
-        "timesteps_run": int(ev.num_timesteps) if ev.model is not None else 0,
+        "training_patients": f"seed {TRAIN_SEED_BASE + cfg.seed} (a namespace no evaluation uses); every model "
+                             "structure and both sensor types, a new (structure, sensor) per sub-batch and course",
+        "algorithm": "PPO (stable-baselines3), MLP actor-critic, VecNormalize; safety shield applied to every action",
+        "inputs": list(__import__("policy.learned", fromlist=["PolicyInput"]).PolicyInput.fields),
+        "obs_version": OBS_VERSION, "reward": asdict(RewardConfig()),
+        "hyperparameters": hp, "timesteps_kept": int(ev.best_step), "timesteps_run": run_steps,
         "training_seconds": round(train_s, 1), "stopped_early": ev.stopped_early,
-        "validation": {"seed": VALIDATION_SEED, "patients": cfg.eval_patients, "sessions": cfg.eval_sessions,
-                       "policy": ev.best_metrics, **base},
-        "per_structure": per_structure,
+        "training_courses": env_stats,
+        "validation": {"seed": VALIDATION_SEED, "patients_per_structure": cfg.eval_patients,
+                       "sessions": cfg.eval_sessions},
+        "pooled": per.pop("all"), "per_structure": per,
         "history": ev.history,
         "reproduce": (f"exposure train --scene {cfg.scene} --timesteps {cfg.timesteps} --seed {cfg.seed}"
                       + (f" --population {cfg.population}" if cfg.population else "")),
-        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "caveat": ("Judged on virtual patients only: a simulation built from published figures and "
                    "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "
                    "clinical benefit or safety."),
@@ -348,25 +361,27 @@ METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", 
 
 
 def card_markdown(card: dict) -> str:
-    lines = [f"# Model card: {card['name']}", "",
+    v = card["validation"]
+    lines = [f"# Model card: {card['name']} ({card['version']})", "",
              f"**{card['caveat']}**", "",
              f"- scene: {card['scene']}", f"- seed: {card['seed']}", f"- population: {card['population']}",
+             f"- training patients: {card['training_patients']}",
              f"- algorithm: {card['algorithm']}",
              f"- timesteps kept / run: {card['timesteps_kept']} / {card['timesteps_run']}"
              + (" (stopped early)" if card["stopped_early"] else ""),
-             f"- training time: {card['training_seconds']:.0f} s", f"- version: {card.get('version')}",
+             f"- training time: {card['training_seconds']:.0f} s (wall clock, including the validation runs)",
              f"- reproduce: `{card['reproduce']}`", "",
-             f"## Validation ({card['validation']['patients']} patients × {card['validation']['sessions']} "
-             f"sessions, seed {card['validation']['seed']})", ""]
-    lines += _table({k: v for k, v in card["validation"].items() if isinstance(v, dict)})
-    for s, res in card.get("per_structure", {}).items():
+             f"## Validation: {v['patients_per_structure']} patients per structure × {v['sessions']} sessions, "
+             f"seed {v['seed']}", "", "Mean over the five model structures:", ""]
+    lines += _table(card["pooled"])
+    for s, res in card["per_structure"].items():
         lines += ["", f"### structure: {s}", ""] + _table(res)
-    lines += ["", "## Observation", "", ", ".join(card["obs_fields"]) + f" (version {card['obs_version']})", ""]
+    lines += ["", "## Inputs", "", ", ".join(card["inputs"]) + f" (observation version {card['obs_version']})", ""]
     return "\n".join(lines)
 
 
 def _table(res: dict) -> list[str]:
-    cols = [m for m in METRICS if any(m in r for r in res.values() if r)]
+    cols = list(METRICS)
     out = ["| controller | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in res.items():
         if not r:
@@ -383,4 +398,4 @@ def _fmt(x) -> str:
     return str(x)
 
 
-__all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "card_markdown", "score", "np"]
+__all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "card_markdown", "score"]
