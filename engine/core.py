@@ -215,8 +215,8 @@ class SessionCore:
                 self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
                                                              "allowed": d}))
         who, reason = (("shield", res.why()) if code else (self.who, prop.why()))
-        self._set_target(now, float(dynamics.retarget(self.target, d)), who, self.controller.name, reason, proposed=proposed,
-                         shield=res.why() if code else "", obs=obs.row(), info=prop.info,
+        self._set_target(now, float(dynamics.retarget(self.target, d)), who, self.controller.name, reason,
+                         proposed=proposed, shield=res.why() if code else "", obs=obs.row(), info=prop.info,
                          always=True)
 
     def _set_target(self, now: float, new: float, who: str, name: str, reason: str, *,

@@ -5,8 +5,9 @@ interface (features → proposal), usable live, in evaluation and in counterfact
   by half from the level's peak and is ≤ 40 on two answers in a row, after at least 3 min at
   the level; step down one level at ≥ 85.
 - ``hr-band``: hold the neutral first level while the resting baseline forms; then keep the HR
-  rise over that baseline inside a band (up a level below it, down a level above it, at most
-  one change a minute); back to the first level when HR passes 85% of max HR.
+  rise over that baseline inside a band of 5–10 bpm (up a level below it, down a level above
+  it, at most one change every 3 min, like the SUDS protocol's minimum time at a level);
+  back to the first level when HR passes 85% of max HR.
 - ``hr-pid``: a PID controller of the HR rise toward the middle of that band (after Parnandi
   & Gutierrez-Osuna 2015), in small steps of intensity, with the same reset.
 - ``oracle``: sees the hidden fear and the patient's own optimal arousal and overwhelm
@@ -74,7 +75,7 @@ class HRBand(Controller):
                "HR rise above the band: one level down", "HR above 85% of max: back to the first level",
                "forming the resting baseline", "waiting before the next change", "no valid HR: hold")
 
-    def __init__(self, low: float = 5.0, high: float = 12.0, dwell_s: float = 60.0, baseline_s: float = 120.0,
+    def __init__(self, low: float = 5.0, high: float = 10.0, dwell_s: float = 180.0, baseline_s: float = 120.0,
                  reset_frac: float = 0.85):
         self.low, self.high, self.dwell_s, self.baseline_s, self.reset_frac = low, high, dwell_s, baseline_s, reset_frac
 
@@ -106,7 +107,7 @@ class HRPid(Controller):
     REASONS = ("PID toward the HR-rise set point", "HR above 85% of max: back to the start",
                "forming the resting baseline", "no valid HR: hold")
 
-    def __init__(self, setpoint: float = 8.5, kp: float = 0.004, ki: float = 0.00005, kd: float = 0.01,
+    def __init__(self, setpoint: float = 7.5, kp: float = 0.004, ki: float = 0.00005, kd: float = 0.01,
                  max_step: float = 0.05, baseline_s: float = 120.0, reset_frac: float = 0.85):
         self.setpoint, self.kp, self.ki, self.kd = setpoint, kp, ki, kd
         self.max_step, self.baseline_s, self.reset_frac = max_step, baseline_s, reset_frac

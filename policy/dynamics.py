@@ -110,17 +110,19 @@ class BatchSession:
         self.hidden_hook = None
 
     # ------------------------------------------------------------------ sessions
-    def start_session(self, duration_s: float) -> None:
-        """Start the next session (the model state carries over; the session core starts afresh)."""
+    def start_session(self, duration_s: float, start: np.ndarray | None = None) -> None:
+        """Start the next session (the model state carries over; the session core starts afresh,
+        at ``start`` intensity per lane, default the config's start_intensity)."""
         L = self.p.n
         c = self.cfg
         self.session += 1
         self.duration = float(duration_s)
         self.t = 0.0
-        self.intensity = np.full(L, c.start_intensity)
+        self.intensity = np.full(L, c.start_intensity) if start is None else np.asarray(start, float).copy()
         self.target = self.intensity.copy()
         self.level = self.table.level_index(self.intensity)
         self.level_since = np.zeros(L)
+        self.max_level = self.level.copy()
         self.suds_last = np.full(L, np.nan)
         self.suds_t = np.full(L, -np.inf)
         self.suds_peak = np.full(L, np.nan)
@@ -217,6 +219,7 @@ class BatchSession:
         ch = lv != self.level
         if ch.any():
             self.level = lv
+            self.max_level = np.maximum(self.max_level, lv)
             self.level_since = np.where(ch, now, self.level_since)
             self.suds_peak = np.where(ch, np.nan, self.suds_peak)
         nxt = now + c.tick_s

@@ -99,14 +99,15 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
     attended = np.zeros(p.n)
     over_s = np.zeros(p.n)
     vr_s = np.zeros(p.n)
+    start = None
     for s in range(K):
         active = ~b.state.dropped
-        b.start_session(dur)
+        b.start_session(dur, start)
         while True:
             due = b.advance()
             if not due:
                 break
-            for gi, g in enumerate(due):
+            for g in due:
                 obs = b.observation(g)
                 if getattr(g.controller, "needs_hidden", False):
                     g.controller.see(b.hidden(g))
@@ -120,6 +121,8 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
             progress(s + 1, K)
         if s < K - 1:
             b.end_session()
+            # the next session resumes one level below the highest level reached, as a therapist would
+            start = b.levels[np.maximum(b.max_level - 1, 0)]
     steps, top = model.approach_test(p, b.state, level_u, post=True)
     dropped = b.state.dropped
     per = {

@@ -12,7 +12,7 @@ patient escapes (takes off the headset) an ``escape`` event is emitted.
 
 URL parameters: ``seed`` (int), ``sensor`` (``chest`` | ``optical``; default: the
 population's), ``dropout`` (probability per second of a Bluetooth dropout starting, default
-0.0008), ``population`` (a population TOML file), ``structure`` (a model structure).
+0.0004), ``population`` (a population TOML file), ``structure`` (a model structure).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .source import Exposure, HRSource, register_scheme
 class SimPatientSource(HRSource):
     clocked = True
 
-    def __init__(self, url: str, seed: int = 0, sensor: str | None = None, dropout: float = 0.0008,
+    def __init__(self, url: str, seed: int = 0, sensor: str | None = None, dropout: float = 0.0004,
                  wall0: float | None = None, scene: str = "heights", population: str | None = None,
                  structure: str | None = None, index: int = 0, session: int = 0):
         super().__init__(url)
@@ -97,7 +97,7 @@ class SimPatientSource(HRSource):
 def _factory(target: str, params: dict[str, str], options: dict) -> HRSource:
     try:
         seed = int(params.get("seed", options.get("seed", 0) or 0))
-        dropout = float(params.get("dropout", 0.0008))
+        dropout = float(params.get("dropout", 0.0004))
     except ValueError as e:
         raise SourceURLError(f"sim:// parameter is not a number: {e}") from None
     url = "sim://" + target + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")

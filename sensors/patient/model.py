@@ -7,11 +7,12 @@ function takes explicit arrays and returns new ones; all randomness comes from
 
 Hidden state per patient (see shared/PATIENT_MODEL.md):
   V(u)  original fear association, logistic in the effective intensity u (severity, midpoint, slope)
-  I     safety memory: inhibition share in [0, 1) over intensity bins; learned at a rate shaped as
+  I     safety memory (``State.safety``): inhibition share in [0, 1) over intensity bins; learned at a rate shaped as
         an inverted U around the optimal arousal; partly lost between sessions
   A     current fear (SUDS scale), towards presence·V(u)·(1 − I(u))·(1 − H) + S, faster up than down
-  H     within-session habituation (resets between sessions); S sensitisation above the
-        overwhelm threshold (erodes the safety memory); escape hazard near the escape threshold
+  H     within-session habituation to what is shown, over intensity bins (resets between sessions)
+  S     sensitisation above the overwhelm threshold (erodes the safety memory); an escape hazard
+        grows steeply near the escape threshold
   cs    cybersickness (time × intensity, plus a part that rises with anxiety alone)
 Observable: heart rate (resting + gain·concordance·A + a fear-independent scene response + drift,
 lagging), RR intervals with breathing-driven variation and artefacts, what a chest strap or an
@@ -39,7 +40,7 @@ _NB = len(BINS) - 1
 LN2 = 0.6931471805599453
 WINDOW_HALF = 15.0  # therapeutic window: optimal arousal ± 15 (capped below overwhelm)
 CONTEXT_TRANSFER = 0.85  # safety memory that transfers to the post-test context (renewal)
-H_MAX = 0.85
+H_MAX = 0.7
 # noise channels
 (CH_FEAR, CH_ESCAPE, CH_HR, CH_BPM, CH_RR0, CH_RR1, CH_RR2, CH_ART, CH_BT, CH_BTLEN, CH_GAP,
  CH_LOOK, CH_SUDS, CH_DROP, CH_SCENE) = range(15)
@@ -61,7 +62,7 @@ class Params:
     p: dict  # name → (L,) array
     weights: np.ndarray  # (L, F)
     max_hr: np.ndarray  # (L,) true max HR, 208 − 0.7·age
-    dropout_per_s: float = 0.0008  # Bluetooth dropout starts per second
+    dropout_per_s: float = 0.0004  # Bluetooth dropout starts per second
 
     @property
     def n(self) -> int:
@@ -76,7 +77,7 @@ class Params:
 
 def make_params(pop: Population, keys: np.ndarray, scene: str, rep: int = 1,
                 structure: str | None = None, sensor: str | None = None,
-                dropout_per_s: float = 0.0008) -> Params:
+                dropout_per_s: float = 0.0004) -> Params:
     """Draw the parameters of the patients with ``keys``; ``rep`` copies side by side (lane = r·N + i)."""
     structure = structure or pop.structure
     sensor = sensor or pop.sensor
@@ -105,7 +106,7 @@ class State:
     A: np.ndarray
     H: np.ndarray
     S: np.ndarray
-    I: np.ndarray  # (L, bins)
+    safety: np.ndarray  # (L, bins)
     cs: np.ndarray
     hr: np.ndarray
     hr_opt: np.ndarray  # what an optical sensor sees (lagging)
@@ -140,7 +141,8 @@ class Reading:
 def initial_state(p: Params) -> State:
     n = p.n
     z = np.zeros(n)
-    return State(A=z.copy(), H=z.copy(), S=z.copy(), I=np.zeros((n, len(BINS))), cs=z.copy(),
+    return State(A=z.copy(), H=np.zeros((n, len(BINS))), S=z.copy(), safety=np.zeros((n, len(BINS))),
+                 cs=z.copy(),
                  hr=p.rest_hr.copy(), hr_opt=p.rest_hr.copy(), phase=z.copy(), look=z.copy(),
                  dip=z.copy(), u_slow=z.copy(), escaped=np.zeros(n, bool), drop_until=z.copy(),
                  sess_over_s=z.copy(), sess_fear_sum=z.copy(), sess_vr_s=z.copy(),
@@ -161,15 +163,15 @@ def association(p: Params, u: np.ndarray, avoid: np.ndarray | float = 0.0) -> np
     k, m = p.slope, p.midpoint
     s0 = _sig(-k * m)
     v = (_sig(k * (u - m)) - s0) / (1.0 - s0)
-    return 100.0 * np.minimum(1.0, p.severity + avoid) * v
+    return np.minimum(100.0, 110.0 * (p.severity + avoid) * v)
 
 
-def _interp_bins(I: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _interp_bins(safety: np.ndarray, u: np.ndarray) -> np.ndarray:
     x = np.clip(u, 0.0, 1.0) * _NB
     j = np.minimum(x.astype(np.int64), _NB - 1)
     w = x - j
     r = np.arange(len(u))
-    return I[r, j] * (1.0 - w) + I[r, j + 1] * w
+    return safety[r, j] * (1.0 - w) + safety[r, j + 1] * w
 
 
 def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None) -> np.ndarray:
@@ -190,26 +192,32 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     la_t = p.look_away_max * _sig((s.A - p.look_away_mid) / 8.0)
     look = np.clip(s.look + (la_t + 0.05 * _draw(p, noise.normal, session, second, CH_LOOK) - s.look) / 20.0,
                    0.0, 1.0)
-    seen = u * (1.0 - 0.5 * look)
+    seen = u * (1.0 - 0.2 * look)
     dip = np.where(asked, p.suds_cost, s.dip * 0.9355)  # recovers with τ ≈ 15 s
-    pres = np.where(out_vr, 0.0, p.presence * (1.0 - 0.4 * s.cs) * (1.0 - dip))
+    pres = np.where(out_vr, 0.0, (0.7 + 0.3 * p.presence) * (1.0 - 0.4 * s.cs) * (1.0 - dip))
     V = association(p, seen, s.avoid)
-    inhib = _interp_bins(s.I, seen)
-    drive = np.minimum(100.0, pres * V * (1.0 - inhib) * (1.0 - s.H) + s.S)
+    inhib = _interp_bins(s.safety, seen)
+    hab = _interp_bins(s.H, seen)
+    drive = np.minimum(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + s.S)
     tau = np.where(drive > s.A, 8.0, 30.0)
     A = s.A + (drive - s.A) * (1.0 - np.exp(-1.0 / tau)) + 1.0 * _draw(p, noise.normal, session, second, CH_FEAR)
     A = np.clip(A, 0.0, 100.0)
     # within-session habituation
     k_h = LN2 / (p.habituation_half_life_min * 60.0) * np.where(p.non_habituator > 0.5, 0.1, 1.0)
-    H = s.H + k_h * (A / 100.0) * (H_MAX - s.H)
-    # safety memory
+    # within-session habituation to what is shown, at a constant rate while afraid
+    # (Portelo 2021), generalising a little to nearby intensities
     u_slow = s.u_slow + (seen - s.u_slow) / 60.0
+    hk = np.exp(-(((BINS[None, :] - seen[:, None]) / 0.1) ** 2))
+    H = s.H + (k_h * np.minimum(A / 10.0, 1.0) * pres)[:, None] * hk * (H_MAX - s.H)
+    # safety memory
     if st == "inhibitory-flat":
         rate = 0.7 * (A > 10.0)
     elif st == "habituation-only":
-        rate = 2.0 * H * (A > 10.0)
+        rate = 2.0 * _interp_bins(H, seen) * (A > 10.0)
     else:
-        rate = np.exp(-0.5 * ((A - p.optimal_arousal) / 15.0) ** 2)
+        # inverted U around the optimal arousal: wide below it, narrow above it
+        d = A - p.optimal_arousal
+        rate = np.exp(-0.5 * (d / np.where(d < 0.0, 25.0, 12.0)) ** 2)
     rate = p.learning_rate * rate * pres
     if st == "abrupt-no-transfer":
         rate = rate * ((seen - u_slow) < 0.08)
@@ -217,18 +225,18 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     else:
         width = 0.15
     kern = np.exp(-(((BINS[None, :] - seen[:, None]) / width) ** 2))
-    I = s.I + (rate[:, None] * kern) * (1.0 - s.I)
+    safety = s.safety + (rate[:, None] * kern) * (1.0 - s.safety)
     # sensitisation above the overwhelm threshold erodes the safety memory
     over_f = np.maximum(A - p.overwhelm, 0.0)
     if st == "no-sensitisation":
         S = s.S
     else:
         S = np.minimum(40.0, s.S * 0.99834 + 0.02 * over_f)  # decays with τ ≈ 10 min
-        I = I - (0.002 * over_f)[:, None] * kern * I
+        safety = safety - (0.002 * over_f)[:, None] * kern * safety
     # escape: hazard grows steeply near the escape threshold
     haz = np.minimum(0.5, 0.02 * np.exp((A - p.escape) / 2.5)) * (A > p.escape - 10.0)
     esc_now = ~out_vr & (_draw(p, noise.uniform, session, second, CH_ESCAPE) < haz)
-    I = np.where(esc_now[:, None], I - 0.15 * kern * I, I)
+    safety = np.where(esc_now[:, None], safety - 0.15 * kern * safety, safety)
     avoid = s.avoid + 0.03 * esc_now
     escaped = s.escaped | esc_now
     # cybersickness: time × intensity, plus a part driven by anxiety alone
@@ -261,7 +269,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     btlen = _draw(p, noise.uniform, session, second, CH_BTLEN)
     silent = second < s.drop_until
     start = ~silent & (bt < p.dropout_per_s)
-    drop_until = np.where(start, second + 2.0 + 58.0 * btlen, s.drop_until)
+    drop_until = np.where(start, second + 2.0 + 58.0 * btlen * btlen, s.drop_until)
     if p.sensor == "optical":
         gap = ~silent & ~start & (_draw(p, noise.uniform, session, second, CH_GAP) < 0.004 * (1.0 + 3.0 * look))
         drop_until = np.where(gap, second + 2.0 + 13.0 * btlen, drop_until)
@@ -281,7 +289,8 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     over = in_vr & ((A > p.overwhelm) | (hr > 0.85 * p.max_hr))
     hi_w = np.minimum(p.optimal_arousal + WINDOW_HALF, p.overwhelm)
     win = in_vr & (A >= p.optimal_arousal - WINDOW_HALF) & (A <= hi_w)
-    ns = State(A=A, H=H, S=S, I=np.clip(I, 0.0, 0.999), cs=cs, hr=hr, hr_opt=hr_opt, phase=ph - np.floor(ph),
+    ns = State(A=A, H=H, S=S, safety=np.clip(safety, 0.0, 0.999), cs=cs, hr=hr, hr_opt=hr_opt,
+               phase=ph - np.floor(ph),
                look=look, dip=dip, u_slow=u_slow, escaped=escaped, drop_until=drop_until,
                sess_over_s=s.sess_over_s + over, sess_fear_sum=s.sess_fear_sum + np.where(in_vr, A, 0.0),
                sess_vr_s=s.sess_vr_s + in_vr, dropped=s.dropped, avoid=avoid)
@@ -292,7 +301,7 @@ def suds(p: Params, s: State, session: int, second: int) -> np.ndarray:
     """SUDS answers (0..100 in steps of 5): biased, noisy, rounded. Asking costs immersion
     (see ``asked`` in :func:`step`)."""
     v = s.A + p.suds_bias + p.suds_noise * _draw(p, noise.normal, session, second, CH_SUDS)
-    return np.clip(5.0 * np.round(v / 5.0), 0.0, 100.0)
+    return np.clip(5.0 * np.round(v / 5.0), 0.0, 100.0) + 0.0  # + 0.0: no −0
 
 
 def next_session(p: Params, s: State, session: int) -> tuple[State, np.ndarray]:
@@ -304,12 +313,13 @@ def next_session(p: Params, s: State, session: int) -> tuple[State, np.ndarray]:
     over_share = np.minimum(s.sess_over_s / 300.0, 1.0)
     # overwhelm route: seconds of overwhelm, an escape, cybersickness;
     # disengagement route: little fear (nothing happens) and little presence (Krijn 2004)
-    haz = (0.004 + 0.10 * over_share + 0.12 * s.escaped + 0.08 * np.maximum(s.cs - 0.3, 0.0)
-           + 0.06 * np.clip((15.0 - mean_fear) / 15.0, 0.0, 1.0) * (1.0 - p.presence) * 2.0)
+    haz = (0.012 + 0.10 * over_share + 0.12 * s.escaped + 0.08 * np.maximum(s.cs - 0.3, 0.0)
+           + 0.20 * np.clip((15.0 - mean_fear) / 15.0, 0.0, 1.0) * (1.0 - p.presence))
     haz = np.minimum(0.9, haz * p.dropout_propensity)
     drop_now = ~s.dropped & (_draw(p, noise.uniform, session, 0, CH_DROP) < haz)
     z = np.zeros(p.n)
-    ns = replace(s, A=z.copy(), H=z.copy(), S=0.5 * s.S, I=s.I * (1.0 - p.session_loss)[:, None],
+    ns = replace(s, A=z.copy(), H=np.zeros_like(s.H), S=0.5 * s.S,
+                 safety=s.safety * (1.0 - p.session_loss)[:, None],
                  cs=0.3 * s.cs, hr=p.rest_hr.copy(), hr_opt=p.rest_hr.copy(), look=z.copy(), dip=z.copy(),
                  u_slow=z.copy(), escaped=np.zeros(p.n, bool), drop_until=z.copy(), sess_over_s=z.copy(),
                  sess_fear_sum=z.copy(), sess_vr_s=z.copy(), dropped=s.dropped | drop_now)
@@ -323,17 +333,53 @@ def approach_test(p: Params, s: State, level_u: np.ndarray, post: bool = True) -
     Returns (steps passed below a fear of 60 in hierarchy order, fear at the top step).
     Before treatment (``post=False``) the safety memory is empty."""
     if post:
-        I = s.I * (1.0 - p.session_loss)[:, None] * CONTEXT_TRANSFER
+        safety = s.safety * (1.0 - p.session_loss)[:, None] * CONTEXT_TRANSFER
         S, avoid = 0.5 * s.S, s.avoid
     else:
-        I, S, avoid = np.zeros_like(s.I), np.zeros(p.n), np.zeros(p.n)
+        safety, S, avoid = np.zeros_like(s.safety), np.zeros(p.n), np.zeros(p.n)
     fear = np.empty_like(level_u)
     for j in range(level_u.shape[1]):
         u = level_u[:, j]
-        fear[:, j] = np.minimum(100.0, association(p, u, avoid) * (1.0 - _interp_bins(I, u)) + S)
+        fear[:, j] = np.minimum(100.0, association(p, u, avoid) * (1.0 - _interp_bins(safety, u)) + S)
     ok = fear < 60.0
     steps = np.argmin(np.concatenate([ok, np.zeros((p.n, 1), bool)], axis=1), axis=1)
     return np.maximum(steps - 1, 0).astype(float), fear[:, -1]
+
+
+def replace_lanes(p: Params, s: State, lanes: np.ndarray, keys: np.ndarray, pop: Population) -> tuple[Params, State]:
+    """New patients (``keys``) in ``lanes`` of a rep = 1 batch: fresh parameters and state there."""
+    if p.rep != 1:
+        raise ModelError("replace_lanes needs a batch with rep = 1")
+    lanes = np.asarray(lanes)
+    q = make_params(pop, keys, p.scene, structure=p.structure, sensor=p.sensor, dropout_per_s=p.dropout_per_s)
+    fresh = initial_state(q)
+    nk = p.keys.copy()
+    nk[lanes] = q.keys
+    pp = {}
+    for k, v in p.p.items():
+        v = v.copy()
+        v[lanes] = q.p[k]
+        pp[k] = v
+    w = p.weights.copy()
+    w[lanes] = q.weights
+    mh = p.max_hr.copy()
+    mh[lanes] = q.max_hr
+    np_ = replace(p, keys=nk, p=pp, weights=w, max_hr=mh)
+    st = {}
+    for f in state_fields():
+        v = getattr(s, f).copy()
+        v[lanes] = getattr(fresh, f)
+        st[f] = v
+    return np_, State(**st)
+
+
+def level_fears(p: Params, s: State, level_u: np.ndarray) -> np.ndarray:
+    """(L, levels): fear each level would raise now, outside a session (no habituation)."""
+    fear = np.empty_like(level_u)
+    for j in range(level_u.shape[1]):
+        u = level_u[:, j]
+        fear[:, j] = np.minimum(100.0, association(p, u, s.avoid) * (1.0 - _interp_bins(s.safety, u)) + s.S)
+    return fear
 
 
 def level_intensities(p: Params, table) -> np.ndarray:
