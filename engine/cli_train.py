@@ -44,18 +44,17 @@ def cmd_train(args) -> int:
         res = train(cfg)
     except TrainError as e:
         raise UserError(str(e)) from None
-    v = res.card["validation"]
-    pol = v.get("policy") or {}
-    print(f"trained {cfg.scene} policy in {res.seconds:.0f} s; kept the actor at {res.timesteps} steps"
+    val = res.card["validation"]["results"]
+    pol = val.get("policy") or {}
+    print(f"trained the {cfg.scene} policy in {res.seconds:.0f} s; kept the actor at {res.timesteps} steps"
           + (" (stopped early)" if res.stopped_early else ""))
     if pol:
-        best = max((m for k, m in v.items() if isinstance(m, dict) and k not in ("policy", "oracle")),
-                   key=lambda m: m["responder_rate"], default=None)
-        line = f"validation responders: policy {pol['responder_rate']:.3f}"
-        if best:
-            line += f", best baseline {best['responder_rate']:.3f}"
-        if isinstance(v.get("oracle"), dict):
-            line += f", oracle {v['oracle']['responder_rate']:.3f}"
+        base = {k: m for k, m in val.items() if k not in ("policy", "oracle")}
+        best = max(base, key=lambda k: base[k]["responder_rate"])
+        line = (f"validation responders: policy {pol['responder_rate']:.3f}, best baseline ({best}) "
+                f"{base[best]['responder_rate']:.3f}")
+        if "oracle" in val:
+            line += f", oracle {val['oracle']['responder_rate']:.3f}"
         print(line)
-    print(f"wrote {res.out}/policy.npz, model.zip, vecnormalize.pkl, card.md, card.json")
+    print(f"wrote {res.out}: policy.npz, model.zip, vecnormalize.pkl, card.md, card.json")
     return 0

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .controllers import Controller, ControllerError, Proposal, register_controller
 from .numpy_mlp import BundleError, NumpyActor, load_bundle
 from .observation import OBS_VERSION, VECTOR_FIELDS, Observation
@@ -24,35 +22,11 @@ from .observation import OBS_VERSION, VECTOR_FIELDS, Observation
 MODELS_DIR = Path(__file__).with_name("models")
 BUNDLE_NAME = "policy.npz"
 
-#: the policy's moves: change of target intensity per decision (the shield caps rises at 0.10)
-MOVES = (-0.12, -0.04, 0.0, 0.04)
-#: action = (move index, ask for a SUDS rating 0/1)
-ACTION_NVEC = (len(MOVES), 2)
-#: version of the policy's input vector (PolicyInput); a bundle records the one it was trained on
+#: the env's action semantics the shipped policies were trained with (policy.env.action_to_delta)
+STEP_SIZE = 0.05
+ASK_SUDS = True
+#: version of the policy's input (policy.env.observation_vector of the Observation)
 INPUT_VERSION = 1
-
-
-class PolicyInput:
-    """The policy's input from an Observation: the observation vector, then the SUDS peak at
-    the current level. The same code builds it in training and in sessions."""
-
-    dim = len(VECTOR_FIELDS) + 1
-    fields = (*VECTOR_FIELDS, "suds_peak")
-
-    def reset(self, n: int) -> None:
-        self.n = n
-
-    def __call__(self, obs: Observation) -> np.ndarray:
-        peak = np.asarray(obs.suds_peak, dtype=float)
-        peak = np.where(np.isfinite(peak), peak / 100.0, -1.0)
-        return np.concatenate([obs.vector(), peak[:, None].astype(np.float32)], axis=1)
-
-
-def decode_action(act: np.ndarray, obs: Observation, moves=MOVES) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 2) actions → (change of target intensity, ask for SUDS) per patient."""
-    act = np.asarray(act).reshape(len(obs.t), -1)
-    delta = np.asarray(moves, dtype=float)[act[:, 0]]
-    return delta, act[:, 1].astype(bool)
 
 
 def shipped_bundle(scene: str) -> Path:
@@ -87,42 +61,42 @@ class LearnedController(Controller):
                                   f"{INPUT_VERSION}: retrain it")
         if meta.get("scene") != scene:
             raise ControllerError(f"the policy was trained for scene {meta.get('scene')!r}, not {scene!r}")
-        self.moves = tuple(float(m) for m in meta.get("moves", MOVES))
-        if actor.nvec != (len(self.moves), 2) or actor.obs_dim != PolicyInput.dim:
+        self.step_size = float(meta.get("step_size", STEP_SIZE))
+        self.ask_suds = bool(meta.get("ask_suds", ASK_SUDS))
+        want = (3, 2) if self.ask_suds else (3,)
+        if actor.nvec != want or actor.obs_dim != len(VECTOR_FIELDS):
             raise ControllerError(f"the policy's actions {actor.nvec} or inputs ({actor.obs_dim}) do not fit "
-                                  f"this software ({(len(self.moves), 2)}, {PolicyInput.dim}): retrain it")
+                                  f"this software ({want}, {len(VECTOR_FIELDS)}): retrain it")
         self.actor = actor
         self.scene = scene
         self.deterministic = deterministic
         self.version = str(meta.get("version", "0"))
         self.decision_interval = float(meta.get("decision_interval", Controller.decision_interval))
-        self.inp = PolicyInput()
-        self.reasons = tuple(
-            ("policy: hold" if m == 0 else f"policy: intensity {m:+.2f}") + s
-            for m in self.moves for s in ("", " and ask for SUDS"))
-
-    def reset(self, n, levels, rng=None):
-        super().reset(n, levels, rng)
-        self.inp.reset(n)
+        self.reasons = tuple(f"policy: {m}{s}" for m in ("step down", "hold", "step up")
+                             for s in ("", " and ask for SUDS"))
 
     def describe(self) -> dict:
         m = self.actor.meta
-        return {**super().describe(), "scene": self.scene, "bundle": self.path, "inputs": list(PolicyInput.fields),
-                "moves": list(self.moves),
+        return {**super().describe(), "scene": self.scene, "bundle": self.path, "inputs": list(VECTOR_FIELDS),
+                "step_size": self.step_size, "ask_suds": self.ask_suds,
                 "trained": {k: m.get(k) for k in ("seed", "timesteps", "population", "version")}}
 
     def propose(self, obs: Observation) -> Proposal:
-        x = self.inp(obs)
+        from .env import action_to_delta, observation_vector
+
+        x = observation_vector(obs)
         act, probs = self.actor.act(x, None if self.deterministic else self.rng)
-        delta, ask = decode_action(act, obs, self.moves)
-        reason = act[:, 0] * 2 + act[:, 1]
+        a = act if self.ask_suds else act[:, 0]
+        delta, ask = action_to_delta(a, self.step_size, self.ask_suds)
+        reason = act[:, 0] * 2 + (act[:, 1] if self.ask_suds else 0)
         if len(x) == 1:
             info = {"obs": [round(float(v), 5) for v in x[0]],
                     "probs": [[round(float(v), 5) for v in p[0]] for p in probs],
                     "action": [int(a) for a in act[0]], "bundle": self.version}
         else:
             info = {"obs": x, "probs": probs, "action": act, "bundle": self.version}
-        return Proposal(delta=delta, reason=reason, reasons=self.reasons, ask_suds=ask, info=info)
+        return Proposal(delta=delta, reason=reason, reasons=self.reasons,
+                        ask_suds=ask if self.ask_suds else None, info=info)
 
 
 register_controller("policy", LearnedController)

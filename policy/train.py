@@ -54,8 +54,10 @@ class TrainConfig:
     n_envs: int = 1024  # virtual patients stepped together (lanes)
     n_sub: int = 2  # sub-batches, each a different (structure, sensor) per course
     eval_every: int = 2_000_000  # timesteps between evaluations against the baselines
-    eval_patients: int = 60  # validation patients per model structure
-    eval_sessions: int = 6
+    eval_patients: int = 200  # validation patients (structure ``eval_structure``) per evaluation
+    eval_structure: str = "full"
+    eval_sessions: int | None = None  # default: the population's session plan
+    card_patients: int = 100  # validation patients per structure for the model card (every structure)
     patience: int = 3  # evaluations without improvement before stopping early
     net_arch: tuple[int, ...] = (64, 64)
     learning_rate: float = 3e-4
@@ -65,6 +67,7 @@ class TrainConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     ent_coef: float = 0.005
+    top_shaping: float = 0.0  # extra reward: change of top-step post-test fear ÷ pre-treatment fear
     progress: bool = True
     threads: int = 1
     final_eval: bool = True  # evaluate the kept actor per structure for the card
@@ -73,11 +76,14 @@ class TrainConfig:
     def validated(self) -> TrainConfig:
         if self.scene not in SCENES:
             raise TrainError(f"--scene: unknown scene {self.scene!r}: choose {' or '.join(SCENES)}")
-        for name in ("timesteps", "n_envs", "n_sub", "eval_every", "eval_patients", "eval_sessions", "patience",
+        for name in ("timesteps", "n_envs", "n_sub", "eval_every", "eval_patients", "card_patients", "patience",
                      "n_steps", "batch_size", "n_epochs", "threads"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, not {v!r}")
+                flag = {"n_envs": "envs"}.get(name, name).replace("_", "-")
+                raise TrainError(f"--{flag} must be a positive integer, not {v!r}")
+        if self.eval_sessions is not None and (not isinstance(self.eval_sessions, int) or self.eval_sessions < 1):
+            raise TrainError(f"eval_sessions must be a positive integer, not {self.eval_sessions!r}")
         if self.n_envs % self.n_sub:
             raise TrainError(f"--envs ({self.n_envs}) must be a multiple of n_sub ({self.n_sub})")
         if self.timesteps < self.n_envs * self.n_steps:
@@ -90,6 +96,10 @@ class TrainConfig:
                 raise TrainError(f"{name} must be in (0, 1], not {v!r}")
         if not (isinstance(self.ent_coef, float | int) and self.ent_coef >= 0):
             raise TrainError(f"ent_coef must be ≥ 0, not {self.ent_coef!r}")
+        from sensors.patient.population import STRUCTURES
+
+        if self.eval_structure not in STRUCTURES:
+            raise TrainError(f"eval_structure must be one of {', '.join(STRUCTURES)}, not {self.eval_structure!r}")
         if self.population is not None and not Path(self.population).is_file():
             raise TrainError(f"--population: no such file {self.population}")
         out = Path(self.out) if self.out is not None else Path(__file__).with_name("models") / self.scene
@@ -125,27 +135,32 @@ def _world(cfg: TrainConfig):
 
 def make_training_env(cfg: TrainConfig):
     """The lanes of virtual patients PPO trains on (an SB3 VecEnv, the shield in the loop)."""
-    from .batch_env import ExposureVecEnv
+    from .batch_env import MixedVecEnv
+    from .learned import STEP_SIZE
 
     pop, table = _world(cfg)
-    return ExposureVecEnv(pop, table, n_envs=cfg.n_envs, n_sub=cfg.n_sub, seed=cfg.seed)
+    return MixedVecEnv(pop, table, n_envs=cfg.n_envs, n_sub=cfg.n_sub, seed=cfg.seed, step_size=STEP_SIZE,
+                       top_shaping=cfg.top_shaping)
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_controllers(controllers: list, cfg: TrainConfig, seed: int = VALIDATION_SEED,
-                         patients: int | None = None) -> dict:
-    """Metrics of each controller on the validation population, under every model structure
-    (the same patients and random numbers for all): {"all": {name: metrics}, STRUCTURE: {…}}."""
+def evaluate_controllers(controllers: list, cfg: TrainConfig, structure: str | None = None,
+                         patients: int | None = None, seed: int = VALIDATION_SEED) -> dict:
+    """Metrics of each controller on the validation population (the same patients and random
+    numbers for all), with ``exposure evaluate``'s code: {STRUCTURE: {name: metrics}}; with
+    ``structure="all"`` every model structure and their mean under ``"mean"``."""
     from . import evaluate as ev
 
     pop, table = _world(cfg)
-    res = ev.evaluate(pop, table, controllers, patients or cfg.eval_patients, seed=seed, structure="all",
+    structure = structure or cfg.eval_structure
+    res = ev.evaluate(pop, table, controllers, patients or cfg.eval_patients, seed=seed, structure=structure,
                       sessions=cfg.eval_sessions)
+    if structure != "all":
+        return {structure: res["controllers"]}
     per = {st: v["controllers"] for st, v in res["structures"].items()}
-    names = list(next(iter(per.values())))
-    pooled = {n: {k: float(np.mean([per[st][n][k] for st in per])) for k in per[next(iter(per))][n]}
-              for n in names}
-    return {"all": pooled, **per}
+    first = next(iter(per.values()))
+    mean = {n: {k: float(np.mean([per[st][n][k] for st in per])) for k in first[n]} for n in first}
+    return {"mean": mean, **per}
 
 
 def score(m: dict, ref: dict) -> float:
@@ -155,12 +170,6 @@ def score(m: dict, ref: dict) -> float:
     s -= 2.0 * max(0.0, m["dropout_rate"] - ref["dropout_rate"])
     s -= 0.01 * max(0.0, m["overwhelm_s_per_session"] - ref["overwhelm_s_per_session"])
     return float(s)
-
-
-def score_all(res: dict, ref: dict) -> float:
-    """The mean score over the model structures, less the worst structure's shortfall."""
-    sc = [score(res[st]["policy"], ref[st]) for st in res if st != "all"]
-    return float(np.mean(sc) + 0.5 * min(sc))
 
 
 def _reference(baselines: dict) -> dict:
@@ -198,7 +207,7 @@ def _callbacks():
     class EvalAgainstBaselines(BaseCallback):
         """Every ``eval_every`` timesteps: the current actor against the baselines on the
         validation population, under every model structure. Keeps the best actor (by
-        :func:`score_all`); returns False — stopping training — after ``patience``
+        :func:`score`); returns False — stopping training — after ``patience``
         evaluations without improvement."""
 
         def __init__(self, cfg: TrainConfig, vecnorm, save, baselines: dict, log):
@@ -225,21 +234,20 @@ def _callbacks():
             t0 = time.monotonic()
             actor = _actor_of(self.model, self.vecnorm, self.cfg)
             ctl = LearnedController(scene=self.cfg.scene, actor=actor)
+            st = self.cfg.eval_structure
             res = evaluate_controllers([ctl], self.cfg)
-            sc = score_all(res, self.ref)
-            m = res["all"]["policy"]
-            worst = min(res[st]["policy"]["responder_rate"] - self.ref[st]["responder_rate"]
-                        for st in res if st != "all")
+            m = res[st]["policy"]
+            sc = score(m, self.ref[st])
             self.history.append({"timesteps": int(self.num_timesteps), "score": sc,
                                  "eval_seconds": round(time.monotonic() - t0, 1),
                                  **{k: m[k] for k in ("responder_rate", "dropout_rate", "overwhelm_s_per_session")}})
             better = sc > self.best + 1e-9
             self.log(f"eval @ {self.num_timesteps}: responders {m['responder_rate']:.3f} "
-                     f"(best baseline {self.ref['all']['responder_rate']:.3f}; worst structure margin "
-                     f"{worst:+.3f}), dropout {m['dropout_rate']:.3f}, overwhelm "
-                     f"{m['overwhelm_s_per_session']:.1f} s/session, score {sc:.4f}" + (" <- best" if better else ""))
+                     f"(best baseline {self.ref[st]['responder_rate']:.3f}), dropout {m['dropout_rate']:.3f}, "
+                     f"overwhelm {m['overwhelm_s_per_session']:.1f} s/session, score {sc:.4f}"
+                     + (" <- best" if better else ""))
             if better:
-                self.best, self.best_result, self.best_step, self.bad = sc, res, int(self.num_timesteps), 0
+                self.best, self.best_result, self.best_step, self.bad = sc, res[st], int(self.num_timesteps), 0
                 self.save()
             else:
                 self.bad += 1
@@ -261,10 +269,11 @@ def _actor_of(model, vecnorm, cfg: TrainConfig, meta: dict | None = None):
 
 
 def _bundle_meta(cfg: TrainConfig, extra: dict | None = None) -> dict:
-    from .learned import INPUT_VERSION, MOVES, PolicyInput
+    from .learned import ASK_SUDS, INPUT_VERSION, STEP_SIZE
+    from .observation import VECTOR_FIELDS
 
     return {"scene": cfg.scene, "obs_version": OBS_VERSION, "input_version": INPUT_VERSION,
-            "inputs": list(PolicyInput.fields), "moves": list(MOVES), "seed": cfg.seed,
+            "inputs": list(VECTOR_FIELDS), "step_size": STEP_SIZE, "ask_suds": ASK_SUDS, "seed": cfg.seed,
             "population": _population_label(cfg), "decision_interval": 5.0, **(extra or {})}
 
 
@@ -292,8 +301,8 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
 
-    log(f"baselines on the validation population ({cfg.eval_patients} patients per structure × "
-        f"{cfg.eval_sessions} sessions, seed {VALIDATION_SEED})…")
+    log(f"baselines on the validation population ({cfg.eval_patients} patients, "
+        f"structure {cfg.eval_structure}, seed {VALIDATION_SEED})…")
     base_names = [n for n in (*BASELINES, "oracle") if n in C.controller_names()]
     base = evaluate_controllers(base_names, cfg)
     baselines = {st: {n: m for n, m in r.items() if n != "oracle"} for st, r in base.items()}
@@ -318,18 +327,31 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
         ev.evaluate_now()
     train_s = time.monotonic() - t0
     vecnorm.close()
+    stats = venv.venv.stats
 
-    card = _card(cfg, ev, base, train_s, int(model.num_timesteps), venv.venv.stats)
+    per_structure: dict = {}
+    card_s = 0.0
+    if cfg.final_eval:
+        from .learned import LearnedController
+
+        log(f"the kept policy and the baselines under every structure ({cfg.card_patients} patients each)…")
+        t1 = time.monotonic()
+        kept = LearnedController(scene=cfg.scene, path=out / "policy.npz")
+        per_structure = evaluate_controllers([kept, *base_names], cfg, structure="all", patients=cfg.card_patients)
+        card_s = time.monotonic() - t1
+    card = _card(cfg, ev, base, train_s, int(model.num_timesteps), stats, per_structure, card_s)
     (out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (out / "card.md").write_text(card_markdown(card))
     return TrainResult(out, int(ev.best_step), train_s, ev.stopped_early, card)
 
 
-def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_stats: dict) -> dict:
-    from .batch_env import TRAIN_SEED_BASE, RewardConfig
+def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_stats: dict,
+          per_structure: dict, card_s: float) -> dict:
+    from .batch_env import TRAIN_SEED_BASE
+    from .observation import VECTOR_FIELDS
 
-    best = ev.best_result or {}
-    per = {st: {"policy": best.get(st, {}).get("policy"), **base[st]} for st in base}
+    st = cfg.eval_structure
+    val = {"policy": (ev.best_result or {}).get("policy"), **base[st]}
     hp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()
           if k not in ("out", "progress", "population")}
     digest = hashlib.sha256((Path(cfg.out) / "policy.npz").read_bytes()).hexdigest()[:12]
@@ -339,14 +361,15 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
         "training_patients": f"seed {TRAIN_SEED_BASE + cfg.seed} (a namespace no evaluation uses); every model "
                              "structure and both sensor types, a new (structure, sensor) per sub-batch and course",
         "algorithm": "PPO (stable-baselines3), MLP actor-critic, VecNormalize; safety shield applied to every action",
-        "inputs": list(__import__("policy.learned", fromlist=["PolicyInput"]).PolicyInput.fields),
-        "obs_version": OBS_VERSION, "reward": asdict(RewardConfig()),
+        "inputs": list(VECTOR_FIELDS), "obs_version": OBS_VERSION,
+        "reward": f"ExposureTherapy-v0's reward (policy/env.py) + {cfg.top_shaping} × change of top-step "
+                  "post-test fear ÷ pre-treatment fear",
         "hyperparameters": hp, "timesteps_kept": int(ev.best_step), "timesteps_run": run_steps,
         "training_seconds": round(train_s, 1), "stopped_early": ev.stopped_early,
         "training_courses": env_stats,
-        "validation": {"seed": VALIDATION_SEED, "patients_per_structure": cfg.eval_patients,
-                       "sessions": cfg.eval_sessions},
-        "pooled": per.pop("all"), "per_structure": per,
+        "validation": {"seed": VALIDATION_SEED, "patients": cfg.eval_patients, "structure": st,
+                       "sessions": cfg.eval_sessions or "the population's plan", "results": val},
+        "per_structure": {"patients": cfg.card_patients, "seconds": round(card_s, 1), "results": per_structure},
         "history": ev.history,
         "reproduce": (f"exposure train --scene {cfg.scene} --timesteps {cfg.timesteps} --seed {cfg.seed}"
                       + (f" --population {cfg.population}" if cfg.population else "")),
@@ -371,11 +394,14 @@ def card_markdown(card: dict) -> str:
              + (" (stopped early)" if card["stopped_early"] else ""),
              f"- training time: {card['training_seconds']:.0f} s (wall clock, including the validation runs)",
              f"- reproduce: `{card['reproduce']}`", "",
-             f"## Validation: {v['patients_per_structure']} patients per structure × {v['sessions']} sessions, "
-             f"seed {v['seed']}", "", "Mean over the five model structures:", ""]
-    lines += _table(card["pooled"])
-    for s, res in card["per_structure"].items():
-        lines += ["", f"### structure: {s}", ""] + _table(res)
+             f"## Validation (kept actor): {v['patients']} patients × {v['sessions']} sessions, structure "
+             f"{v['structure']}, seed {v['seed']}", ""]
+    lines += _table(v["results"])
+    ps = card["per_structure"]
+    if ps["results"]:
+        lines += ["", f"## Every model structure: {ps['patients']} patients each, same seed", ""]
+        for s, res in ps["results"].items():
+            lines += ["", f"### {'mean over the structures' if s == 'mean' else 'structure: ' + s}", ""] + _table(res)
     lines += ["", "## Inputs", "", ", ".join(card["inputs"]) + f" (observation version {card['obs_version']})", ""]
     return "\n".join(lines)
 
