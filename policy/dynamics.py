@@ -127,6 +127,7 @@ class BatchSession:
         self.suds_t = np.full(L, -np.inf)
         self.suds_peak = np.full(L, np.nan)
         self.pending = np.full(L, np.nan)  # time a SUDS question was asked, NaN if none pending
+        self._no_pending = True
         self.look = np.full(L, np.nan)
         self.bank = FeatureBank(L, self.fcfg, t0=0.0)
         self.frame = self.bank.update(0.0, np.full(L, np.nan))
@@ -179,14 +180,15 @@ class BatchSession:
             sample = ~np.isnan(r.bpm)
             self.look = r.look_away  # the behaviour the scene reports
         # the patient answers a pending SUDS question (Session.step)
-        ans = ~np.isnan(self.pending) & (now - self.pending >= c.suds_delay_s)
-        if ans.any():
+        ans = None if self._no_pending else ~np.isnan(self.pending) & (now - self.pending >= c.suds_delay_s)
+        if ans is not None and ans.any():
             v = model.suds(p, self.state, self.session, int(round(now * 1000)))
             self.suds_last = np.where(ans, v, self.suds_last)
             self.suds_t = np.where(ans, now, self.suds_t)
             self.suds_peak = np.where(ans, np.where(np.isnan(self.suds_peak), v, np.maximum(self.suds_peak, v)),
                                       self.suds_peak)
             self.pending = np.where(ans, np.nan, self.pending)
+            self._no_pending = bool(np.isnan(self.pending).all())
         # core.tick: ingest samples
         if sample is not None and sample.any():
             r = self.reading
@@ -214,10 +216,13 @@ class BatchSession:
         now = self.t
         dt = max(0.0, now - self._prev_t)
         self._prev_t = now
-        self.intensity = ramp(self.intensity, self.target, c.ramp_up_per_s, c.ramp_down_per_s, dt)
-        lv = self.table.level_index(self.intensity)
-        ch = lv != self.level
-        if ch.any():
+        if dt > 0.0 and not np.array_equal(self.intensity, self.target):  # else nothing moves
+            self.intensity = ramp(self.intensity, self.target, c.ramp_up_per_s, c.ramp_down_per_s, dt)
+            lv = self.table.level_index(self.intensity)
+            ch = lv != self.level
+        else:
+            ch = None
+        if ch is not None and ch.any():
             self.level = lv
             self.max_level = np.maximum(self.max_level, lv)
             self.level_since = np.where(ch, now, self.level_since)
@@ -262,5 +267,6 @@ class BatchSession:
         if prop.ask_suds is not None:
             ask = np.asarray(prop.ask_suds, bool) & np.isnan(self.pending[sl])
             self.pending[sl] = np.where(ask, self.t, self.pending[sl])
+            self._no_pending = bool(np.isnan(self.pending).all())
         self.target[sl] = retarget(self.target[sl], res.delta)
         return res

@@ -22,7 +22,10 @@ model of :mod:`sensors.patient.model`. Metrics (per controller; see the README f
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +65,17 @@ class _Metered(BatchSession):
 class CourseResult:
     names: list[str]
     per_patient: dict[str, np.ndarray]  # metric → (C, N)
-    severe: np.ndarray  # (N,) bool: the most severe decile
+    pre_top: np.ndarray  # (N,) fear at the top step before treatment
+    concordance: np.ndarray  # (N,) HR–fear concordance (hidden)
+
+    @property
+    def severe(self) -> np.ndarray:
+        """(N,) bool: the most severe decile (highest fear at the top step before treatment)."""
+        n = len(self.pre_top)
+        k10 = max(1, int(round(0.1 * n)))
+        out = np.zeros(n, bool)
+        out[np.argsort(-self.pre_top, kind="stable")[:k10]] = True
+        return out
 
     def summary(self) -> dict:
         out = {}
@@ -74,6 +87,15 @@ class CourseResult:
                 m[k + "_worst10"] = float(np.mean(x[self.severe]))
             out[name] = m
         return out
+
+    def by_concordance(self) -> dict:
+        """Key metrics per HR–fear concordance tertile (low, mid, high), per controller."""
+        q = np.quantile(self.concordance, [1 / 3, 2 / 3])
+        groups = {"low": self.concordance <= q[0], "mid": (self.concordance > q[0]) & (self.concordance <= q[1]),
+                  "high": self.concordance > q[1]}
+        keys = ("responder_rate", "dropout_rate", "escapes_per_patient", "overwhelm_s_per_session")
+        return {name: {g: {k: float(np.mean(self.per_patient[k][c][m])) for k in keys} for g, m in groups.items()}
+                for c, name in enumerate(self.names)}
 
 
 def run_course(pop: Population, table: SceneTable, controllers: list[str | Controller], n_patients: int,
@@ -136,20 +158,24 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
         "vr_minutes": vr_s / 60.0,
     }
     per = {k: v.reshape(C, N) for k, v in per.items()}
-    pre = pre_top[:N]
-    k10 = max(1, int(round(0.1 * N)))
-    severe = np.zeros(N, bool)
-    severe[np.argsort(-pre, kind="stable")[:k10]] = True
-    return CourseResult(names, per, severe)
+    return CourseResult(names, per, pre_top[:N], p.concordance[:N].copy())
+
+
+def _job(args, structure, start, n, progress=None) -> CourseResult:
+    pop, table, controllers, seed, sessions, minutes = args
+    return run_course(pop, table, controllers, n, seed, structure, sessions, minutes, progress=progress,
+                      first_patient=start)
 
 
 def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patients: int, seed: int = 0,
              structure: str | None = None, sessions: int | None = None, minutes: float | None = None,
-             progress: bool = False, chunk: int = 500) -> dict:
+             progress: bool = False, chunk: int = 1000, workers: int = 1) -> dict:
     """The ``exposure evaluate`` result: {"controllers": {NAME: {METRIC: value}}, …}.
 
     ``structure="all"`` runs every model structure and adds ``"structures"``. Patients are run
-    in chunks of ``chunk`` (memory), each chunk the same patients for every controller."""
+    in chunks of at most ``chunk`` (memory), each chunk the same patients for every controller,
+    spread over ``workers`` processes. Results do not depend on chunks or workers: every
+    patient's random numbers are its own."""
     if n_patients < 1:
         raise EvaluationError("--patients must be at least 1")
     structs = list(STRUCTURES) if structure == "all" else [structure or pop.structure]
@@ -163,27 +189,42 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
 
         bar = tqdm(total=len(structs) * K * n_patients, unit=" patient-sessions", file=sys.stderr,
                    leave=False, dynamic_ncols=True)
-    by_struct = {}
-    for st in structs:
-        parts = []
-        for start in range(0, n_patients, chunk):
-            n = min(chunk, n_patients - start)
+    workers = max(1, min(workers or 1, os.cpu_count() or 1))
+    size = min(chunk, max(1, -(-n_patients // workers)))
+    jobs = [(st, start, min(size, n_patients - start)) for st in structs for start in range(0, n_patients, size)]
+    args = (pop, table, controllers, seed, sessions, minutes)
+    parts: dict[tuple[str, int], CourseResult] = {}
+    if workers == 1 or len(jobs) == 1:
+        for st, start, n in jobs:
             prog = (lambda s, k, n=n: bar.update(n)) if bar is not None else None
-            parts.append(run_course(pop, table, controllers, n, seed, st, sessions, minutes, progress=prog,
-                                    first_patient=start))
-        names = parts[0].names
-        per = {k: np.concatenate([r.per_patient[k] for r in parts], axis=1) for k in METRICS}
-        # the most severe decile over the whole population, not per chunk
-        pre_rank = np.concatenate([r.severe for r in parts])
-        by_struct[st] = CourseResult(names, per, pre_rank).summary()
+            parts[st, start] = _job(args, st, start, n, prog)
+    else:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+            futs = {ex.submit(_job, args, st, start, n): (st, start, n) for st, start, n in jobs}
+            for f in as_completed(futs):
+                st, start, n = futs[f]
+                parts[st, start] = f.result()
+                if bar is not None:
+                    bar.update(n * K)
     if bar is not None:
         bar.close()
-    out = {"controllers": by_struct[structs[0]],
+    by_struct, tertiles = {}, {}
+    for st in structs:
+        rs = [parts[j[0], j[1]] for j in jobs if j[0] == st]
+        per = {k: np.concatenate([r.per_patient[k] for r in rs], axis=1) for k in METRICS}
+        # the most severe decile over the whole population, not per chunk
+        cr = CourseResult(rs[0].names, per, np.concatenate([r.pre_top for r in rs]),
+                          np.concatenate([r.concordance for r in rs]))
+        by_struct[st] = cr.summary()
+        tertiles[st] = cr.by_concordance()
+    out = {"controllers": by_struct[structs[0]], "concordance_tertiles": tertiles[structs[0]],
            "settings": {"patients": n_patients, "sessions": K, "minutes": minutes or pop.sessions.minutes,
                         "scene": table.scene, "seed": seed, "population": pop.name, "structure": structure
                         or pop.structure, "sensor": pop.sensor}}
     if structure == "all":
-        out["structures"] = {st: {"controllers": v} for st, v in by_struct.items()}
+        out["structures"] = {st: {"controllers": v, "concordance_tertiles": tertiles[st]}
+                             for st, v in by_struct.items()}
     return out
 
 

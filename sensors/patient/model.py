@@ -41,9 +41,10 @@ LN2 = 0.6931471805599453
 WINDOW_HALF = 15.0  # therapeutic window: optimal arousal ± 15 (capped below overwhelm)
 CONTEXT_TRANSFER = 0.85  # safety memory that transfers to the post-test context (renewal)
 H_MAX = 0.7
-# noise channels
-(CH_FEAR, CH_ESCAPE, CH_HR, CH_BPM, CH_RR0, CH_RR1, CH_RR2, CH_ART, CH_BT, CH_BTLEN, CH_GAP,
- CH_LOOK, CH_SUDS, CH_DROP, CH_SCENE) = range(15)
+# noise: per second one block of uniforms (columns below); normals by Box–Muller pairs
+(U_ESCAPE, U_ART, U_BT, U_BTLEN, U_GAP) = range(5)
+N_UNIFORM = 13  # 5 uniforms + 4 pairs → fear, look, hr, bpm, rr0, rr1, rr2 (+ one spare)
+CH_SECOND, CH_SUDS, CH_DROP, CH_SCENE = 0x5EC, 0x5D5, 0xD80, 0x5CE
 
 
 class ModelError(ValueError):
@@ -186,11 +187,18 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     question is pending (immersion cost). ``second`` counts from 1 in each session."""
     n = p.n
     st = p.structure
+    ub = noise.uniform_block(p.keys, N_UNIFORM, CH_SECOND, session, second)
+    if p.rep > 1:
+        ub = np.tile(ub, (p.rep, 1))
+    z_fear, z_look = noise.box_muller(ub[:, 5], ub[:, 6])
+    z_hr, z_bpm = noise.box_muller(ub[:, 7], ub[:, 8])
+    z_rr0, z_rr1 = noise.box_muller(ub[:, 9], ub[:, 10])
+    z_rr2, _ = noise.box_muller(ub[:, 11], ub[:, 12])
     out_vr = s.escaped | s.dropped
     u = np.where(out_vr, 0.0, u)
     # behaviour: looking down/away rises with fear and lowers what is seen
     la_t = p.look_away_max * _sig((s.A - p.look_away_mid) / 8.0)
-    look = np.clip(s.look + (la_t + 0.05 * _draw(p, noise.normal, session, second, CH_LOOK) - s.look) / 20.0,
+    look = np.clip(s.look + (la_t + 0.05 * z_look - s.look) / 20.0,
                    0.0, 1.0)
     seen = u * (1.0 - 0.2 * look)
     dip = np.where(asked, p.suds_cost, s.dip * 0.9355)  # recovers with τ ≈ 15 s
@@ -200,7 +208,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     hab = _interp_bins(s.H, seen)
     drive = np.minimum(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + s.S)
     tau = np.where(drive > s.A, 8.0, 30.0)
-    A = s.A + (drive - s.A) * (1.0 - np.exp(-1.0 / tau)) + 1.0 * _draw(p, noise.normal, session, second, CH_FEAR)
+    A = s.A + (drive - s.A) * (1.0 - np.exp(-1.0 / tau)) + 1.0 * z_fear
     A = np.clip(A, 0.0, 100.0)
     # within-session habituation
     k_h = LN2 / (p.habituation_half_life_min * 60.0) * np.where(p.non_habituator > 0.5, 0.1, 1.0)
@@ -235,7 +243,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
         safety = safety - (0.002 * over_f)[:, None] * kern * safety
     # escape: hazard grows steeply near the escape threshold
     haz = np.minimum(0.5, 0.02 * np.exp((A - p.escape) / 2.5)) * (A > p.escape - 10.0)
-    esc_now = ~out_vr & (_draw(p, noise.uniform, session, second, CH_ESCAPE) < haz)
+    esc_now = ~out_vr & (ub[:, U_ESCAPE] < haz)
     safety = np.where(esc_now[:, None], safety - 0.15 * kern * safety, safety)
     avoid = s.avoid + 0.03 * esc_now
     escaped = s.escaped | esc_now
@@ -247,7 +255,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     drift = 1.5 * np.sin(6.283185307179586 * (second / 900.0 + p.severity * 7.0))
     hr_t = p.rest_hr + p.hr_gain * p.concordance * A / 100.0 + p.scene_hr * u + drift
     tau_hr = np.where(hr_t > s.hr, p.hr_tau_up, p.hr_tau_down)
-    hr = s.hr + (hr_t - s.hr) * (1.0 - np.exp(-1.0 / tau_hr)) + 0.4 * _draw(p, noise.normal, session, second, CH_HR)
+    hr = s.hr + (hr_t - s.hr) * (1.0 - np.exp(-1.0 / tau_hr)) + 0.4 * z_hr
     hr = np.clip(hr, 35.0, 215.0)
     hr_opt = s.hr_opt + (hr - s.hr_opt) * 0.1535  # optical lag, τ ≈ 6 s
     # beats and RR intervals in this second
@@ -256,26 +264,26 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     rmssd = p.rmssd_rest * np.exp(-0.8 * A / 100.0 - 0.01 * np.maximum(hr - p.rest_hr, 0.0))
     jit = 3.0 if p.sensor == "chest" else 20.0
     base_rr = 60000.0 / hr
-    art = _draw(p, noise.uniform, session, second, CH_ART)
+    art = ub[:, U_ART]
     rr = np.full((n, 3), np.nan)
-    for k, ch in enumerate((CH_RR0, CH_RR1, CH_RR2)):
+    for k, zk in enumerate((z_rr0, z_rr1, z_rr2)):
         rsa = 0.03 * base_rr * np.sin(6.283185307179586 * (second + k / 3.0) / 4.5)
-        x = base_rr + rsa + np.sqrt(rmssd ** 2 / 2.0 + jit ** 2) * _draw(p, noise.normal, session, second, ch)
+        x = base_rr + rsa + np.sqrt(rmssd ** 2 / 2.0 + jit ** 2) * zk
         if k == 0:
             x = np.where(art < 0.003, 2.0 * x, np.where(art > 0.998, 0.5 * x, x))  # missed / extra beat
         rr[:, k] = np.where(nb > k, np.round(x * 1.024) / 1.024, np.nan)
     # what the sensor reports
-    bt = _draw(p, noise.uniform, session, second, CH_BT)
-    btlen = _draw(p, noise.uniform, session, second, CH_BTLEN)
+    bt = ub[:, U_BT]
+    btlen = ub[:, U_BTLEN]
     silent = second < s.drop_until
     start = ~silent & (bt < p.dropout_per_s)
     drop_until = np.where(start, second + 2.0 + 58.0 * btlen * btlen, s.drop_until)
     if p.sensor == "optical":
-        gap = ~silent & ~start & (_draw(p, noise.uniform, session, second, CH_GAP) < 0.004 * (1.0 + 3.0 * look))
+        gap = ~silent & ~start & (ub[:, U_GAP] < 0.004 * (1.0 + 3.0 * look))
         drop_until = np.where(gap, second + 2.0 + 13.0 * btlen, drop_until)
         start = start | gap
     sent = ~silent & ~start
-    e = _draw(p, noise.normal, session, second, CH_BPM)
+    e = z_bpm
     if p.sensor == "chest":
         contact_ok = second >= p.contact_delay_s
         bpm = np.where(contact_ok, np.round(hr + 0.5 * e), np.round(hr + 12.0 * e))

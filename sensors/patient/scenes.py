@@ -21,12 +21,15 @@ import numpy as np
 #: per scene: (parameter, transform to [0, 1] felt intensity, default weight)
 FEATURES: dict[str, tuple[tuple[str, object, float], ...]] = {
     "heights": (
-        ("height_m", lambda v: 1.0 - np.exp(-np.maximum(v, 0.0) / 14.0), 0.50),
+        ("height_m", lambda v: 1.0 - np.exp(-np.maximum(v, 0.0) / 10.0), 0.50),
         ("edge_distance_m", lambda v: 1.0 - np.clip(v / 4.0, 0.0, 1.0), 0.20),
         ("railing", lambda v: 1.0 - np.clip(v, 0.0, 1.0), 0.10),
         ("floor_transparency", lambda v: np.clip(v, 0.0, 1.0), 0.15),
         ("wind", lambda v: np.clip(v, 0.0, 1.0), 0.05),
     ),
+    # minor features (wind, walking speed, noise) may calm or distract some patients: their
+    # weights are signed (assumed); with the saturation of height this mis-orders the top levels
+    # of a fixed hierarchy for some patients
     "crowds": (
         ("people", lambda v: 1.0 - np.exp(-np.maximum(v, 0.0) / 25.0), 0.35),
         ("closest_m", lambda v: 1.0 - np.clip(v / 12.0, 0.0, 1.0), 0.30),
@@ -37,11 +40,18 @@ FEATURES: dict[str, tuple[tuple[str, object, float], ...]] = {
 }
 
 
+MINOR = ("wind", "walk_speed", "noise")
+MINOR_SD = 0.15
+
+
 def scene_weights(scene: str, z: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Per-patient weights (L, F), summing to 1: defaults scaled by exp(sigma·z)."""
+    """Per-patient weights (L, F): main features w0·exp(sigma·z) (positive), minor ones
+    w0 + 0.15·z (signed, at least −0.1); scaled so the positive weights sum to 1."""
     w0 = np.array([f[2] for f in FEATURES[scene]])
-    w = w0[None, :] * np.exp(np.asarray(sigma)[:, None] * z)
-    return w / w.sum(axis=1, keepdims=True)
+    minor = np.array([f[0] in MINOR for f in FEATURES[scene]])
+    main = w0[None, :] * np.exp(np.asarray(sigma)[:, None] * z)
+    w = np.where(minor[None, :], np.maximum(w0[None, :] + MINOR_SD * z, -0.1), main)
+    return w / np.maximum(w, 0.0).sum(axis=1, keepdims=True)
 
 
 def felt(scene: str, params: dict, weights: np.ndarray) -> np.ndarray:
