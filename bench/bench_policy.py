@@ -1,17 +1,21 @@
 """The learned policy against the baselines and the oracle: the README's results table.
 
-    python bench/bench_policy.py [--patients 1000] [--sessions 6] [--seed 777] [--scenes heights,crowds]
+    python bench/bench_policy.py [--patients 1000] [--structure-patients 200] [--seed 777]
+                                 [--scenes heights,crowds] [--skip main,structures,optical]
 
-For each scene it runs, as a child process, exactly the command anyone can run:
+For each scene it runs, as child processes, exactly the commands anyone can run:
 
     exposure evaluate --controllers policy,ladder,suds,hr-band,hr-pid,oracle --patients 1000 \
-        --sessions 6 --scene SCENE --seed 777 --structure all --json
+        --sessions 6 --scene SCENE --seed 777 --structure full --json
+    … --patients 200 --structure all                      (every model structure)
+    … --patients 200 --population OPTICAL.toml            (optical sensors: more signal gaps)
 
-on held-out seeds (training uses seeds from 0 and validation 90001; the benchmark seed is
-neither), then prints a Markdown table, the goal ratios (policy responders ÷ best baseline and
-÷ oracle; overwhelm and dropout against the safest / best baseline; per structure), and the
-inference cost of the numpy actor (µs per decision at N = 1, and per patient at N = 1000),
-measured against a reference in the same run (one ``np.tanh`` over the same input).
+on held-out patients (training draws from seed 7340000 + its seed, validation uses seed
+90001; the benchmark seed 777 is neither), then prints Markdown tables, the goal ratios
+(policy responders ÷ the best baseline and ÷ the oracle; overwhelm against the safest
+baseline, dropout against the best one), per structure whether the policy is no worse than the
+best baseline, and the inference cost of the numpy actor (µs per decision at N = 1 and per
+patient at N = 1000), against a reference in the same run (one ``np.tanh`` over the input).
 """
 
 from __future__ import annotations
@@ -33,15 +37,17 @@ SHOW = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "es
         "overwhelm_s_per_session", "window_fraction", "vr_minutes")
 
 
-def run_eval(scene: str, args) -> tuple[dict, list[str], float]:
+def run_eval(scene: str, args, structure: str, patients: int, population: str | None = None):
     cmd = [sys.executable, "-m", "engine", "evaluate", "--controllers", args.controllers,
-           "--patients", str(args.patients), "--sessions", str(args.sessions), "--scene", scene,
-           "--seed", str(args.seed), "--structure", "all", "--json"]
+           "--patients", str(patients), "--sessions", str(args.sessions), "--scene", scene,
+           "--seed", str(args.seed), "--structure", structure, "--json", "--no-progress"]
+    if population:
+        cmd += ["--population", population]
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0:
         sys.exit(f"evaluate failed for {scene}:\n{p.stderr}")
-    shown = ["exposure", *cmd[3:]]
+    shown = ["exposure", *cmd[3:-1]]
     return json.loads(p.stdout), shown, time.monotonic() - t0
 
 
@@ -104,36 +110,73 @@ def inference_cost(scene: str) -> dict:
     return out
 
 
+OPTICAL = """name = "optical sensors"
+sensor = "optical"
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=1000)
+    ap.add_argument("--structure-patients", type=int, default=200,
+                    help="patients per structure in the per-structure and optical-sensor runs")
     ap.add_argument("--sessions", type=int, default=6)
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--scenes", default="heights,crowds")
     ap.add_argument("--controllers", default="policy,ladder,suds,hr-band,hr-pid,oracle")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: main,structures,optical")
     args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    optical = tmp / "optical.toml"
+    optical.write_text(OPTICAL)
     for scene in args.scenes.split(","):
-        data, cmd, secs = run_eval(scene, args)
-        print(f"\n## {scene}\n\n`{' '.join(cmd)}` ({secs:.0f} s)\n")
-        print("\n".join(table(data["controllers"])))
-        g = goals(data["controllers"])
-        print(f"\nresponders: {g['responders_vs_best_baseline']:.2f}× best baseline, "
-              f"{g['responders_vs_oracle']:.2f}× oracle; overwhelm {g['overwhelm_policy']:.1f} s/session "
-              f"(safest baseline {g['overwhelm_safest_baseline']:.1f}); dropout {g['dropout_policy']:.3f} "
-              f"(best baseline {g['dropout_best_baseline']:.3f})")
-        for k, ok in g["met"].items():
-            print(f"- {'met' if ok else 'NOT met'}: {k}")
-        for s, res in (data.get("structures") or {}).items():
-            base = {k: v for k, v in res.items() if k in BASELINES}
-            best = max(base.values(), key=lambda m: m["responder_rate"])
-            pol = res["policy"]
-            print(f"- structure {s}: responders policy {pol['responder_rate']:.3f} vs best baseline "
-                  f"{best['responder_rate']:.3f}, oracle {res.get('oracle', {}).get('responder_rate', float('nan')):.3f}; "
-                  f"dropout {pol['dropout_rate']:.3f} vs {min(m['dropout_rate'] for m in base.values()):.3f}; "
-                  f"{'no worse' if pol['responder_rate'] >= best['responder_rate'] else 'WORSE'} than the best baseline")
+        print(f"\n## {scene}")
+        if "main" not in skip:
+            data, cmd, secs = run_eval(scene, args, "full", args.patients)
+            print(f"\n`{' '.join(cmd)}` ({secs:.0f} s)\n")
+            print("\n".join(table(data["controllers"])))
+            g = goals(data["controllers"])
+            print(f"\nresponders: {g['responders_vs_best_baseline']:.2f}× the best baseline, "
+                  f"{g['responders_vs_oracle']:.2f}× the oracle; overwhelm {g['overwhelm_policy']:.2f} s/session "
+                  f"(safest baseline {g['overwhelm_safest_baseline']:.2f}); dropout {g['dropout_policy']:.3f} "
+                  f"(best baseline {g['dropout_best_baseline']:.3f})\n")
+            for k, ok in g["met"].items():
+                print(f"- {'met' if ok else 'NOT met'}: {k}")
+        if "structures" not in skip:
+            data, cmd, secs = run_eval(scene, args, "all", args.structure_patients)
+            print(f"\nEvery model structure: `{' '.join(cmd)}` ({secs:.0f} s)\n")
+            print("| structure | policy responders | best baseline | oracle | policy dropout | min baseline dropout "
+                  "| policy overwhelm s | min baseline overwhelm s | no worse than best baseline |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for st, v in data["structures"].items():
+                print(_structure_row(st, v["controllers"]))
+        if "optical" not in skip:
+            data, cmd, secs = run_eval(scene, args, "full", args.structure_patients, str(optical))
+            print(f"\nOptical sensors (more signal gaps): `{' '.join(cmd).replace(str(optical), 'OPTICAL.toml')}` "
+                  f"({secs:.0f} s), OPTICAL.toml = `sensor = \"optical\"`\n")
+            print("| structure | policy responders | best baseline | oracle | policy dropout | min baseline dropout "
+                  "| policy overwhelm s | min baseline overwhelm s | no worse than best baseline |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            print(_structure_row("full, optical", data["controllers"]))
+        print()
         for n, c in inference_cost(scene).items():
             print(f"- inference N={n}: {c['us_per_call']:.1f} µs per decision ({c['us_per_patient']:.2f} µs per "
                   f"patient; {c['x_reference_tanh']:.1f}× one np.tanh over the input)")
+
+
+def _structure_row(name: str, res: dict) -> str:
+    base = {k: v for k, v in res.items() if k in BASELINES}
+    best = max(base.values(), key=lambda m: m["responder_rate"])
+    pol = res["policy"]
+    orc = res.get("oracle", {}).get("responder_rate", float("nan"))
+    ok = pol["responder_rate"] >= best["responder_rate"]
+    return (f"| {name} | {pol['responder_rate']:.3f} | {best['responder_rate']:.3f} | {orc:.3f} | "
+            f"{pol['dropout_rate']:.3f} | {min(m['dropout_rate'] for m in base.values()):.3f} | "
+            f"{pol['overwhelm_s_per_session']:.2f} | {min(m['overwhelm_s_per_session'] for m in base.values()):.2f} | "
+            f"{'yes' if ok else 'NO'} |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ runs a whole course for its patients in lockstep, then draws new patients (keys 
 training seed namespace no evaluation uses) and takes the next (structure, sensor)
 combination, so over training the policy meets every structure with both sensors.
 
-Reward: the env's reward, plus an optional shaping term aligned with the responder
+Reward: the env's reward, an optional extra penalty per second of overwhelm
+(``overwhelm_extra``), and an optional shaping term aligned with the responder
 criterion: ``top_shaping`` × the change of (post-course approach-test fear at the top step ÷
 fear there before treatment), estimated from the hidden state at each decision (training
 may use hidden state; the policy never sees it).
@@ -33,11 +34,13 @@ TRAIN_SEED_BASE = 7_340_000
 
 
 class _Sub:
-    def __init__(self, pop: Population, table: SceneTable, n: int, step_size: float, top_shaping: float):
+    def __init__(self, pop: Population, table: SceneTable, n: int, step_size: float, top_shaping: float,
+                 overwhelm_extra: float = 0.0):
         self.pop, self.table, self.n = pop, table, n
         self.course = _Course(table, pop, n, None, None, step_size, True)
         self.course.set_shield(SafetyShield())
         self.top_shaping = top_shaping
+        self.overwhelm_extra = overwhelm_extra
         self.combo = ("", "")
 
     def start(self, keys: np.ndarray, structure: str, sensor: str, seed: int) -> np.ndarray:
@@ -58,6 +61,8 @@ class _Sub:
 
     def step(self, actions: np.ndarray):
         obs, r, done, info = self.course.step(actions)
+        if self.overwhelm_extra:
+            r = r - self.overwhelm_extra * info["overwhelm_s"]
         if self.top_shaping:
             phi = self._phi()
             r = r + self.top_shaping * (phi - self.phi)
@@ -72,7 +77,7 @@ class MixedVecEnv(VecEnv):
 
     def __init__(self, pop: Population, table: SceneTable, n_envs: int = 1024, n_sub: int = 2, seed: int = 0,
                  structures: tuple[str, ...] = STRUCTURES, sensors: tuple[str, ...] = SENSORS,
-                 step_size: float = 0.05, top_shaping: float = 0.0):
+                 step_size: float = 0.05, top_shaping: float = 0.0, overwhelm_extra: float = 0.0):
         if n_envs % n_sub:
             raise ValueError("n_envs must be a multiple of n_sub")
         obs_space, act_space = _spaces(True)
@@ -80,7 +85,7 @@ class MixedVecEnv(VecEnv):
         super().__init__(n_envs, obs_space, act_space)
         self.combos = [(s, x) for s in structures for x in sensors]
         self.train_seed = TRAIN_SEED_BASE + int(seed)
-        self.subs = [_Sub(pop, table, n_envs // n_sub, step_size, top_shaping) for _ in range(n_sub)]
+        self.subs = [_Sub(pop, table, n_envs // n_sub, step_size, top_shaping, overwhelm_extra) for _ in range(n_sub)]
         self.started = 0  # courses started, over all sub-batches
         self._actions = None
         self.stats = {"courses": 0, "patients": 0, "combos": {}}

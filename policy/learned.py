@@ -13,6 +13,7 @@ bundle it came from.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .controllers import Controller, ControllerError, Proposal, register_controller
@@ -52,8 +53,11 @@ class LearnedController(Controller):
             except BundleError as e:
                 raise ControllerError(str(e)) from None
             self.path = str(p)
+            # the bundle's version is its content hash (the model card reports the same)
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
         else:
             self.path = None
+            digest = None
         meta = actor.meta
         if meta.get("obs_version") != OBS_VERSION or meta.get("input_version") != INPUT_VERSION:
             raise ControllerError(f"the policy was trained on observation version {meta.get('obs_version')}/"
@@ -70,7 +74,7 @@ class LearnedController(Controller):
         self.actor = actor
         self.scene = scene
         self.deterministic = deterministic
-        self.version = str(meta.get("version", "0"))
+        self.version = digest or str(meta.get("version", "unsaved"))
         self.decision_interval = float(meta.get("decision_interval", Controller.decision_interval))
         self.reasons = tuple(f"policy: {m}{s}" for m in ("step down", "hold", "step up")
                              for s in ("", " and ask for SUDS"))

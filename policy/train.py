@@ -47,7 +47,7 @@ class TrainError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     scene: str = "heights"
-    timesteps: int = 12_000_000
+    timesteps: int = 8_000_000
     population: str | None = None  # a population TOML file; None: the shipped default
     seed: int = 0
     out: Path | None = None  # default: policy/models/<scene>/
@@ -58,7 +58,7 @@ class TrainConfig:
     eval_structure: str = "full"
     eval_sessions: int | None = None  # default: the population's session plan
     card_patients: int = 100  # validation patients per structure for the model card (every structure)
-    patience: int = 3  # evaluations without improvement before stopping early
+    patience: int = 2  # evaluations without improvement before stopping early
     net_arch: tuple[int, ...] = (64, 64)
     learning_rate: float = 3e-4
     n_steps: int = 32
@@ -67,7 +67,8 @@ class TrainConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     ent_coef: float = 0.005
-    top_shaping: float = 0.0  # extra reward: change of top-step post-test fear ÷ pre-treatment fear
+    top_shaping: float = 3.0  # extra reward: change of top-step post-test fear ÷ pre-treatment fear
+    overwhelm_extra: float = 0.03  # extra penalty per second of overwhelm (on top of the env's)
     progress: bool = True
     threads: int = 1
     final_eval: bool = True  # evaluate the kept actor per structure for the card
@@ -140,7 +141,7 @@ def make_training_env(cfg: TrainConfig):
 
     pop, table = _world(cfg)
     return MixedVecEnv(pop, table, n_envs=cfg.n_envs, n_sub=cfg.n_sub, seed=cfg.seed, step_size=STEP_SIZE,
-                       top_shaping=cfg.top_shaping)
+                       top_shaping=cfg.top_shaping, overwhelm_extra=cfg.overwhelm_extra)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -362,8 +363,8 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
                              "structure and both sensor types, a new (structure, sensor) per sub-batch and course",
         "algorithm": "PPO (stable-baselines3), MLP actor-critic, VecNormalize; safety shield applied to every action",
         "inputs": list(VECTOR_FIELDS), "obs_version": OBS_VERSION,
-        "reward": f"ExposureTherapy-v0's reward (policy/env.py) + {cfg.top_shaping} × change of top-step "
-                  "post-test fear ÷ pre-treatment fear",
+        "reward": f"ExposureTherapy-v0's reward (policy/env.py) − {cfg.overwhelm_extra} per second of overwhelm "
+                  f"+ {cfg.top_shaping} × change of top-step post-test fear ÷ pre-treatment fear",
         "hyperparameters": hp, "timesteps_kept": int(ev.best_step), "timesteps_run": run_steps,
         "training_seconds": round(train_s, 1), "stopped_early": ev.stopped_early,
         "training_courses": env_stats,

@@ -15,7 +15,6 @@ from policy.observation import VECTOR_FIELDS, empty_observation
 from policy.train import TrainConfig, TrainError, train
 from tests.conftest import run_cli
 
-
 SHORT_COURSE = """
 name = "short"
 [sessions]
