@@ -359,8 +359,7 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
     return {
         "name": f"exposure-policy-{cfg.scene}", "version": digest,
         "scene": cfg.scene, "seed": cfg.seed, "population": _population_label(cfg),
-        "training_patients": f"seed {TRAIN_SEED_BASE + cfg.seed} (a namespace no evaluation uses); every model "
-                             "structure and both sensor types, a new (structure, sensor) per sub-batch and course",
+        "training_patients": training_patients_text(TRAIN_SEED_BASE + cfg.seed, env_stats),
         "algorithm": "PPO (stable-baselines3), MLP actor-critic, VecNormalize; safety shield applied to every action",
         "inputs": list(VECTOR_FIELDS), "obs_version": OBS_VERSION,
         "reward": f"ExposureTherapy-v0's reward (policy/env.py) − {cfg.overwhelm_extra} per second of overwhelm "
@@ -378,6 +377,13 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
                    "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "
                    "clinical benefit or safety."),
     }
+
+
+def training_patients_text(seed: int, stats: dict) -> str:
+    """What the training patients were: how many, and which (structure, sensor) pairs they met."""
+    seen = ", ".join(f"{k} ×{v}" for k, v in stats.get("combos", {}).items())
+    return (f"{stats.get('patients', 0)} virtual patients in {stats.get('courses', 0)} courses, seed {seed} "
+            f"(a namespace no evaluation uses); (structure/sensor ×courses): {seen}")
 
 
 METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "escapes_per_patient",
