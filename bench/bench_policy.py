@@ -47,7 +47,7 @@ def run_eval(scene: str, args, structure: str, patients: int, population: str | 
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0:
         sys.exit(f"evaluate failed for {scene}:\n{p.stderr}")
-    shown = ["exposure", *cmd[3:-1]]
+    shown = ["exposure", *(c for c in cmd[3:] if c != "--no-progress")]
     return json.loads(p.stdout), shown, time.monotonic() - t0
 
 
