@@ -224,8 +224,8 @@ class Session:
             for ev in src.drain_events():
                 core.push_event(ev.kind, **ev.detail)
             behaviour = src.behaviour(now)
-            if behaviour is not None:
-                core.push_behaviour(behaviour)
+            if behaviour is not None:  # a simulated patient's behaviour, as a scene would report it
+                core.push_behaviour({**core.behaviour, **behaviour})
             if core.suds_pending_since is not None and now - core.suds_pending_since >= SIM_SUDS_DELAY_S:
                 v = src.suds(now)
                 if v is not None:

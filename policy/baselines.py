@@ -2,8 +2,8 @@
 interface (features → proposal), usable live, in evaluation and in counterfactual replay.
 
 - ``suds``: the SUDS step protocol — ask each minute; step up one level once fear has fallen
-  by half from the level's peak and is ≤ 40 on two answers in a row, after at least 3 min at
-  the level; step down one level at ≥ 85.
+  by half from the level's peak (a rating of 10 or less counts as halved) and is ≤ 40 on two
+  answers in a row, after at least 3 min at the level; step down one level at ≥ 85.
 - ``hr-band``: hold the neutral first level while the resting baseline forms; then keep the HR
   rise over that baseline inside a band of 5–10 bpm (up a level below it, down a level above
   it, at most one change every 3 min, like the SUDS protocol's minimum time at a level);
@@ -54,7 +54,9 @@ class SudsProtocol(Controller):
         self.last_level = obs.level.copy()
         self.good = np.where(moved, 0, self.good)
         fresh_here = new & ~moved & np.isfinite(obs.suds_peak)
-        ok = (obs.suds <= self.low) & (obs.suds <= 0.5 * obs.suds_peak + 1e-9)
+        # halved from the level's peak; below 10 a half is not measurable in steps of 5 with the
+        # answers' noise, so a rating of 10 or less counts as halved
+        ok = (obs.suds <= self.low) & (obs.suds <= np.maximum(0.5 * obs.suds_peak, 10.0) + 1e-9)
         self.good = np.where(fresh_here, np.where(ok, self.good + 1, 0), self.good)
         top = obs.level >= len(self.levels) - 1
         down = new & (obs.suds >= self.high)

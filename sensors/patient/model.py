@@ -167,17 +167,25 @@ def association(p: Params, u: np.ndarray, avoid: np.ndarray | float = 0.0) -> np
     return np.minimum(100.0, 110.0 * (p.severity + avoid) * v)
 
 
-def _interp_bins(safety: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _bin_pos(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.clip(u, 0.0, 1.0) * _NB
     j = np.minimum(x.astype(np.int64), _NB - 1)
-    w = x - j
-    r = np.arange(len(u))
-    return safety[r, j] * (1.0 - w) + safety[r, j + 1] * w
+    return np.arange(len(u)), j, x - j
+
+
+def _interp_at(arr: np.ndarray, pos) -> np.ndarray:
+    r, j, w = pos
+    return arr[r, j] * (1.0 - w) + arr[r, j + 1] * w
+
+
+def _interp_bins(arr: np.ndarray, u: np.ndarray) -> np.ndarray:
+    return _interp_at(arr, _bin_pos(u))
 
 
 def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None) -> np.ndarray:
-    """u the patient feels: from the scene parameters when given, else the intensity itself."""
-    if params is None:
+    """u the patient feels: from the scene parameters when given (and the hierarchy names the
+    parameters the model weighs), else the intensity itself."""
+    if params is None or any(f[0] not in params for f in FEATURES[p.scene]):
         return np.clip(np.asarray(intensity, dtype=float), 0.0, 1.0)
     return felt(p.scene, params, p.weights)
 
@@ -189,11 +197,9 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     st = p.structure
     ub = noise.uniform_block(p.keys, N_UNIFORM, CH_SECOND, session, second)
     if p.rep > 1:
-        ub = np.tile(ub, (p.rep, 1))
-    z_fear, z_look = noise.box_muller(ub[:, 5], ub[:, 6])
-    z_hr, z_bpm = noise.box_muller(ub[:, 7], ub[:, 8])
-    z_rr0, z_rr1 = noise.box_muller(ub[:, 9], ub[:, 10])
-    z_rr2, _ = noise.box_muller(ub[:, 11], ub[:, 12])
+        ub = np.tile(ub, (1, p.rep))
+    zc, zs = noise.box_muller(ub[5:13:2], ub[6:13:2])  # pairs (5, 6), (7, 8), (9, 10), (11, 12)
+    z_fear, z_look, z_hr, z_bpm, z_rr0, z_rr1, z_rr2 = zc[0], zs[0], zc[1], zs[1], zc[2], zs[2], zc[3]
     out_vr = s.escaped | s.dropped
     u = np.where(out_vr, 0.0, u)
     # behaviour: looking down/away rises with fear and lowers what is seen
@@ -204,8 +210,9 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     dip = np.where(asked, p.suds_cost, s.dip * 0.9355)  # recovers with τ ≈ 15 s
     pres = np.where(out_vr, 0.0, (0.7 + 0.3 * p.presence) * (1.0 - 0.4 * s.cs) * (1.0 - dip))
     V = association(p, seen, s.avoid)
-    inhib = _interp_bins(s.safety, seen)
-    hab = _interp_bins(s.H, seen)
+    pos = _bin_pos(seen)
+    inhib = _interp_at(s.safety, pos)
+    hab = _interp_at(s.H, pos)
     drive = np.minimum(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + s.S)
     tau = np.where(drive > s.A, 8.0, 30.0)
     A = s.A + (drive - s.A) * (1.0 - np.exp(-1.0 / tau)) + 1.0 * z_fear
@@ -221,7 +228,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     if st == "inhibitory-flat":
         rate = 0.7 * (A > 10.0)
     elif st == "habituation-only":
-        rate = 2.0 * _interp_bins(H, seen) * (A > 10.0)
+        rate = 2.0 * _interp_at(H, pos) * (A > 10.0)
     else:
         # inverted U around the optimal arousal: wide below it, narrow above it
         d = A - p.optimal_arousal
@@ -243,7 +250,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
         safety = safety - (0.002 * over_f)[:, None] * kern * safety
     # escape: hazard grows steeply near the escape threshold
     haz = np.minimum(0.5, 0.02 * np.exp((A - p.escape) / 2.5)) * (A > p.escape - 10.0)
-    esc_now = ~out_vr & (ub[:, U_ESCAPE] < haz)
+    esc_now = ~out_vr & (ub[U_ESCAPE] < haz)
     safety = np.where(esc_now[:, None], safety - 0.15 * kern * safety, safety)
     avoid = s.avoid + 0.03 * esc_now
     escaped = s.escaped | esc_now
@@ -264,22 +271,21 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     rmssd = p.rmssd_rest * np.exp(-0.8 * A / 100.0 - 0.01 * np.maximum(hr - p.rest_hr, 0.0))
     jit = 3.0 if p.sensor == "chest" else 20.0
     base_rr = 60000.0 / hr
-    art = ub[:, U_ART]
-    rr = np.full((n, 3), np.nan)
-    for k, zk in enumerate((z_rr0, z_rr1, z_rr2)):
-        rsa = 0.03 * base_rr * np.sin(6.283185307179586 * (second + k / 3.0) / 4.5)
-        x = base_rr + rsa + np.sqrt(rmssd ** 2 / 2.0 + jit ** 2) * zk
-        if k == 0:
-            x = np.where(art < 0.003, 2.0 * x, np.where(art > 0.998, 0.5 * x, x))  # missed / extra beat
-        rr[:, k] = np.where(nb > k, np.round(x * 1.024) / 1.024, np.nan)
+    art = ub[U_ART]
+    breath = np.array([np.sin(6.283185307179586 * (second + k / 3.0) / 4.5) for k in range(3)])
+    z_rr = np.stack([z_rr0, z_rr1, z_rr2], axis=1)
+    x = (base_rr[:, None] + (0.03 * base_rr)[:, None] * breath[None, :]
+         + np.sqrt(rmssd ** 2 / 2.0 + jit ** 2)[:, None] * z_rr)
+    x[:, 0] = np.where(art < 0.003, 2.0 * x[:, 0], np.where(art > 0.998, 0.5 * x[:, 0], x[:, 0]))  # missed/extra
+    rr = np.where(nb[:, None] > np.arange(3)[None, :], np.round(x * 1.024) / 1.024, np.nan)
     # what the sensor reports
-    bt = ub[:, U_BT]
-    btlen = ub[:, U_BTLEN]
+    bt = ub[U_BT]
+    btlen = ub[U_BTLEN]
     silent = second < s.drop_until
     start = ~silent & (bt < p.dropout_per_s)
     drop_until = np.where(start, second + 2.0 + 58.0 * btlen * btlen, s.drop_until)
     if p.sensor == "optical":
-        gap = ~silent & ~start & (ub[:, U_GAP] < 0.004 * (1.0 + 3.0 * look))
+        gap = ~silent & ~start & (ub[U_GAP] < 0.004 * (1.0 + 3.0 * look))
         drop_until = np.where(gap, second + 2.0 + 13.0 * btlen, drop_until)
         start = start | gap
     sent = ~silent & ~start

@@ -58,9 +58,9 @@ def normal(keys: np.ndarray, *counter: int) -> np.ndarray:
 
 
 def uniform_block(keys: np.ndarray, n: int, *counter: int) -> np.ndarray:
-    """(len(keys), n) uniforms in (0, 1): column j is ``uniform(keys, *counter, j)``, in one pass."""
+    """(n, len(keys)) uniforms in (0, 1): row j is ``uniform(keys, *counter, j)``, in one pass."""
     c = np.array([_counter(*counter, j) for j in range(n)], dtype=np.uint64)
-    h = _mix(keys[:, None] ^ c[None, :])
+    h = _mix(c[:, None] ^ keys[None, :])
     return ((h >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
 
 

@@ -53,6 +53,14 @@ def test_suds_protocol_steps_up_only_after_fear_halved_twice():
     for t in (200.0, 260.0):
         p = c.propose(obs(1, **{**base, "t": t}, suds=35.0, suds_age=0.0))  # ≤ 40 but not half of 60
     assert p.delta[0] == 0.0
+    c.reset(1, LEVELS)
+    low = {**base, "suds_peak": 15.0}
+    c.propose(obs(1, **{**low, "t": 100.0}))
+    for t in (200.0, 260.0):  # a rating of 10 counts as halved from a low peak
+        p = c.propose(obs(1, **{**low, "t": t}, suds=10.0, suds_age=0.0))
+    assert p.delta[0] == pytest.approx(LEVELS[3] - LEVELS[2])
+    c.reset(1, LEVELS)
+    c.propose(obs(1, **{**base, "t": 100.0}))
     p = c.propose(obs(1, **{**base, "t": 320.0}, suds=85.0, suds_age=0.0))
     assert p.delta[0] == pytest.approx(LEVELS[1] - LEVELS[2])
     p = c.propose(obs(1, **{**base, "t": 330.0}, suds=85.0, suds_age=10.0))

@@ -276,3 +276,17 @@ def test_sim_source_is_the_model_with_n_1():
 def test_sim_url_errors(url):
     with pytest.raises(SourceURLError):
         open_source(url)
+
+
+def test_sim_feels_the_scene_parameters_or_falls_back_to_intensity():
+    a = open_source("sim://?seed=2", scene="heights", wall0=0.0)
+    b = open_source("sim://?seed=2", scene="heights", wall0=0.0)
+    c = open_source("sim://?seed=2", scene="heights", wall0=0.0)
+    top = {"height_m": 80.0, "railing": 0.0, "floor_transparency": 1.0, "edge_distance_m": 0.0, "wind": 1.0}
+    a.observe(Exposure(0.0, 0.2, "heights", params=top))  # the scene shows the top level
+    b.observe(Exposure(0.0, 0.2, "heights", params={"unrelated": 1.0}))  # a hierarchy naming other things
+    c.observe(Exposure(0.0, 0.2, "heights"))
+    for s in (a, b, c):
+        s.poll(60.0)
+    assert b.fear == c.fear  # without the parameters it weighs, the model feels the intensity itself
+    assert a.fear > b.fear + 10
