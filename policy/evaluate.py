@@ -105,7 +105,9 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
     """Run every controller over the same ``n_patients`` for a course; per-patient outcomes.
 
     ``record(batch, group_index)`` (optional) is called at every decision, for tests."""
-    ctrls = [make_controller(c) if isinstance(c, str) else c for c in controllers]
+    # the learned policy is per scene (as engine.session builds it)
+    ctrls = [(make_controller(c, scene=table.scene) if c == "policy" else make_controller(c))
+             if isinstance(c, str) else c for c in controllers]
     names = [c.name for c in ctrls]
     if len(set(names)) != len(names):
         raise EvaluationError("--controllers names a controller twice")

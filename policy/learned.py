@@ -1,0 +1,106 @@
+"""The ``policy`` controller: the trained RL policy, run live and in evaluation.
+
+It loads the policy bundle shipped for a scene (``policy/models/<scene>/policy.npz``, written
+by ``exposure train``) and runs the actor in numpy: VecNormalize's observation statistics,
+the MLP, the action head — microseconds per decision, no torch in a live session. It is
+vectorised over N like every controller, so the evaluator runs it over thousands of virtual
+patients at once.
+
+Each proposal carries, in ``info``, what the session logs with each decision: the policy's
+input vector (``obs``), the probability of each action (``probs``), the action taken and the
+bundle it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .controllers import Controller, ControllerError, Proposal, register_controller
+from .numpy_mlp import BundleError, NumpyActor, load_bundle
+from .observation import OBS_VERSION, VECTOR_FIELDS, Observation
+
+MODELS_DIR = Path(__file__).with_name("models")
+BUNDLE_NAME = "policy.npz"
+
+#: the env's action semantics the shipped policies were trained with (policy.env.action_to_delta)
+STEP_SIZE = 0.05
+ASK_SUDS = True
+#: version of the policy's input (policy.env.observation_vector of the Observation)
+INPUT_VERSION = 1
+
+
+def shipped_bundle(scene: str) -> Path:
+    return MODELS_DIR / scene / BUNDLE_NAME
+
+
+class LearnedController(Controller):
+    """A trained actor behind the controller interface."""
+
+    name = "policy"
+    learned = True
+    live = True
+
+    def __init__(self, scene: str = "heights", path: str | Path | None = None,
+                 actor: NumpyActor | None = None, deterministic: bool = True):
+        if actor is None:
+            p = Path(path) if path is not None else shipped_bundle(scene)
+            if path is None and not p.exists():
+                raise ControllerError(f"no trained policy is shipped for scene {scene!r} ({p}); "
+                                      f"train one with: exposure train --scene {scene}")
+            try:
+                actor = load_bundle(p)
+            except BundleError as e:
+                raise ControllerError(str(e)) from None
+            self.path = str(p)
+            # the bundle's version is its content hash (the model card reports the same)
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+        else:
+            self.path = None
+            digest = None
+        meta = actor.meta
+        if meta.get("obs_version") != OBS_VERSION or meta.get("input_version") != INPUT_VERSION:
+            raise ControllerError(f"the policy was trained on observation version {meta.get('obs_version')}/"
+                                  f"{meta.get('input_version')}, this software computes {OBS_VERSION}/"
+                                  f"{INPUT_VERSION}: retrain it")
+        if meta.get("scene") != scene:
+            raise ControllerError(f"the policy was trained for scene {meta.get('scene')!r}, not {scene!r}")
+        self.step_size = float(meta.get("step_size", STEP_SIZE))
+        self.ask_suds = bool(meta.get("ask_suds", ASK_SUDS))
+        want = (3, 2) if self.ask_suds else (3,)
+        if actor.nvec != want or actor.obs_dim != len(VECTOR_FIELDS):
+            raise ControllerError(f"the policy's actions {actor.nvec} or inputs ({actor.obs_dim}) do not fit "
+                                  f"this software ({want}, {len(VECTOR_FIELDS)}): retrain it")
+        self.actor = actor
+        self.scene = scene
+        self.deterministic = deterministic
+        self.version = digest or str(meta.get("version", "unsaved"))
+        self.decision_interval = float(meta.get("decision_interval", Controller.decision_interval))
+        self.reasons = tuple(f"policy: {m}{s}" for m in ("step down", "hold", "step up")
+                             for s in ("", " and ask for SUDS"))
+
+    def describe(self) -> dict:
+        m = self.actor.meta
+        return {**super().describe(), "scene": self.scene, "bundle": self.path, "inputs": list(VECTOR_FIELDS),
+                "step_size": self.step_size, "ask_suds": self.ask_suds,
+                "trained": {k: m.get(k) for k in ("seed", "timesteps", "population", "version")}}
+
+    def propose(self, obs: Observation) -> Proposal:
+        from .env import action_to_delta, observation_vector
+
+        x = observation_vector(obs)
+        act, probs = self.actor.act(x, None if self.deterministic else self.rng)
+        a = act if self.ask_suds else act[:, 0]
+        delta, ask = action_to_delta(a, self.step_size, self.ask_suds)
+        reason = act[:, 0] * 2 + (act[:, 1] if self.ask_suds else 0)
+        if len(x) == 1:
+            info = {"obs": [round(float(v), 5) for v in x[0]],
+                    "probs": [[round(float(v), 5) for v in p[0]] for p in probs],
+                    "action": [int(a) for a in act[0]], "bundle": self.version}
+        else:
+            info = {"obs": x, "probs": probs, "action": act, "bundle": self.version}
+        return Proposal(delta=delta, reason=reason, reasons=self.reasons,
+                        ask_suds=ask if self.ask_suds else None, info=info)
+
+
+register_controller("policy", LearnedController)
