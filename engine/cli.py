@@ -1,8 +1,7 @@
 """The ``exposure`` command line.
 
 Spine commands live here (run, demo, sessions, export). Other rooms add theirs from their own
-modules, each with a ``register(subparsers)`` function, listed in ``_PLUGINS``; a module not
-present in this build is skipped.
+modules, each with a ``register(subparsers)`` function, listed in ``_PLUGINS``.
 """
 
 from __future__ import annotations
@@ -101,13 +100,8 @@ def run_session(cfg: SessionConfig, out=sys.stdout) -> tuple[Session, str]:
         _on_start(session, out)
         reason = session.run_headless()
     else:
-        try:
-            from .panda_runner import run_rendered
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("engine.panda_runner"):
-                raise ConfigError(f"--display {display}: rendered scenes are not part of this build; "
-                                  "use --display none") from None
-            raise
+        from .panda_runner import run_rendered  # imports Panda3D only when a scene is shown
+
         session, reason = run_rendered(cfg, out=out, on_start=_on_start)
     return session, reason
 
@@ -221,12 +215,8 @@ def cmd_export(args) -> int:
 
     d = sessions_dir(args)
     if args.all:
-        try:
-            from .dataset import export_all
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("engine.dataset"):
-                raise ConfigError("export --all is not part of this build") from None
-            raise
+        from .dataset import export_all
+
         return export_all(d, args.format, args.out, force=args.force)
     if not args.session:
         raise ConfigError("export needs a SESSION id (see 'exposure sessions') or --all")
@@ -250,13 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sessions(sub)
     _add_export(sub)
     for mod in _PLUGINS:
-        try:
-            m = __import__(mod, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name == mod:
-                continue
-            raise
-        m.register(sub)
+        __import__(mod, fromlist=["register"]).register(sub)
     return parser
 
 

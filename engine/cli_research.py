@@ -236,21 +236,8 @@ def _cf_plot(path: Path, log, res) -> None:
 def _rendered(args, log, t_from: float, speed: str) -> int:
     """Re-enact in the scene with the Panda3D runner's ``Runner`` (engine/panda_runner.py),
     which drives any Session-shaped object once a frame; here a :class:`ReplaySession`."""
-    missing = UserError(f"--display {args.display}: re-enacting a session in its scene needs the Panda3D "
-                        "runner (engine/panda_runner.py), which is not part of this build; use "
-                        "--display none to re-derive the decisions")
-    if not Path(__file__).with_name("panda_runner.py").exists():  # not another tree's, via an install
-        raise missing
-    try:
-        from .panda_runner import Runner, frame_dt, resolve_display
-    except ModuleNotFoundError as e:
-        if e.name and (e.name.startswith("engine.panda_runner") or e.name.startswith("scenes.")):
-            raise missing from None
-        raise
-    except ImportError as e:
-        raise UserError(f"--display {args.display}: this build's Panda3D runner cannot re-enact a replay "
-                        f"({e}); use --display none") from None
     from .clock import SimClock
+    from .panda_runner import Runner, frame_dt, resolve_display
     from .replay import ReplaySession
 
     mode = resolve_display(args.display)

@@ -209,13 +209,8 @@ class Session:
             if not self.source.clocked:
                 self.io.submit(pump(self.source, self.core))
         if self.cfg.console is not None and self.console is None:
-            try:
-                from .console import start_console
-            except ModuleNotFoundError as e:
-                if e.name and e.name.startswith("engine.console"):
-                    log.warning("the therapist console is not part of this build")
-                    return
-                raise
+            from .console import start_console
+
             host, port = self.cfg.console
             self.console = start_console(self, host, port)
 

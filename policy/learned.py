@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 from .controllers import Controller, ControllerError, Proposal, register_controller
 from .numpy_mlp import BundleError, NumpyActor, load_bundle
 from .observation import OBS_VERSION, VECTOR_FIELDS, Observation
@@ -42,7 +44,9 @@ class LearnedController(Controller):
     live = True
 
     def __init__(self, scene: str = "heights", path: str | Path | None = None,
-                 actor: NumpyActor | None = None, deterministic: bool = True):
+                 actor: NumpyActor | None = None, deterministic: bool = True,
+                 min_suds_interval_s: float = 60.0):
+        self.min_suds_interval_s = float(min_suds_interval_s)
         if actor is None:
             p = Path(path) if path is not None else shipped_bundle(scene)
             if path is None and not p.exists():
@@ -83,6 +87,7 @@ class LearnedController(Controller):
         m = self.actor.meta
         return {**super().describe(), "scene": self.scene, "bundle": self.path, "inputs": list(VECTOR_FIELDS),
                 "step_size": self.step_size, "ask_suds": self.ask_suds,
+                "min_suds_interval_s": self.min_suds_interval_s,
                 "trained": {k: m.get(k) for k in ("seed", "timesteps", "population", "version")}}
 
     def propose(self, obs: Observation) -> Proposal:
@@ -92,7 +97,12 @@ class LearnedController(Controller):
         act, probs = self.actor.act(x, None if self.deterministic else self.rng)
         a = act if self.ask_suds else act[:, 0]
         delta, ask = action_to_delta(a, self.step_size, self.ask_suds)
-        reason = act[:, 0] * 2 + (act[:, 1] if self.ask_suds else 0)
+        if self.ask_suds:
+            # Asking interrupts immersion: at most one question per min_suds_interval_s, as
+            # the SUDS protocol asks each minute. Applied here, so training's reward, the
+            # evaluator and live sessions all see the same rule.
+            ask = ask & (np.asarray(obs.suds_age) >= self.min_suds_interval_s)
+        reason = act[:, 0] * 2 + (np.asarray(ask, dtype=int) if self.ask_suds else 0)
         if len(x) == 1:
             info = {"obs": [round(float(v), 5) for v in x[0]],
                     "probs": [[round(float(v), 5) for v in p[0]] for p in probs],

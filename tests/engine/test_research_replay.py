@@ -198,19 +198,6 @@ def test_reenactment_shows_the_logged_intensity_at_every_logged_time(tmp_path):
     assert seek.core.snapshot()["t"] == 910.0
 
 
-# whether the runner is part of this tree (an editable install elsewhere must not count)
-HAVE_RUNNER = (ROOT / "engine" / "panda_runner.py").exists()
-
-
-@pytest.mark.skipif(HAVE_RUNNER,
-                    reason="the Panda3D runner is in this build: the rendered replay is tested with it")
-def test_rendered_replay_without_the_runner_says_so(tmp_path):
-    path = record(tmp_path, duration_s=60.0, script=())
-    p = run_cli("replay", str(path), "--display", "offscreen", "--sessions-dir", tmp_path)
-    assert p.returncode == 2
-    assert "needs the Panda3D runner (engine/panda_runner.py), which is not part of this build" in p.stderr
-
-
 def test_replay_of_a_session_killed_mid_run_checks_what_was_recorded(tmp_path):
     d = tmp_path / "s"
     proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--controller", "ladder",
@@ -245,8 +232,6 @@ def test_a_log_with_nothing_intact_cannot_be_replayed_and_says_so():
         rederive(empty)
 
 
-@pytest.mark.skipif(not HAVE_RUNNER,
-                    reason="the Panda3D runner (engine/panda_runner.py) is not in this build")
 def test_rendered_replay_offscreen_shows_the_logged_intensity(tmp_path):
     from engine.clock import SimClock
 
