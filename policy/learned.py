@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .controllers import Controller, ControllerError, Proposal, register_controller
+from .env import action_to_delta, observation_vector
 from .numpy_mlp import BundleError, NumpyActor, load_bundle
 from .observation import OBS_VERSION, VECTOR_FIELDS, Observation
 
@@ -45,7 +46,7 @@ class LearnedController(Controller):
 
     def __init__(self, scene: str = "heights", path: str | Path | None = None,
                  actor: NumpyActor | None = None, deterministic: bool = True,
-                 min_suds_interval_s: float = 60.0):
+                 min_suds_interval_s: float = 0.0):
         self.min_suds_interval_s = float(min_suds_interval_s)
         if actor is None:
             p = Path(path) if path is not None else shipped_bundle(scene)
@@ -91,16 +92,15 @@ class LearnedController(Controller):
                 "trained": {k: m.get(k) for k in ("seed", "timesteps", "population", "version")}}
 
     def propose(self, obs: Observation) -> Proposal:
-        from .env import action_to_delta, observation_vector
-
         x = observation_vector(obs)
         act, probs = self.actor.act(x, None if self.deterministic else self.rng)
         a = act if self.ask_suds else act[:, 0]
         delta, ask = action_to_delta(a, self.step_size, self.ask_suds)
         if self.ask_suds:
-            # Asking interrupts immersion: at most one question per min_suds_interval_s, as
-            # the SUDS protocol asks each minute. Applied here, so training's reward, the
-            # evaluator and live sessions all see the same rule.
+            # Asking interrupts immersion. A minimum interval between questions is available
+            # (evaluator and live alike), but off by default: the shipped policies were trained
+            # without it and lean on SUDS as their fear signal — with 60 s they became far less
+            # safe (README, "The learned policy"). Retraining with a price on questions is open.
             ask = ask & (np.asarray(obs.suds_age) >= self.min_suds_interval_s)
         reason = act[:, 0] * 2 + (np.asarray(ask, dtype=int) if self.ask_suds else 0)
         if len(x) == 1:
