@@ -159,8 +159,6 @@ class SessionCore:
             self.next_scene_log = now + self.cfg.scene_log_s
             self._log_scene(now)
         self._update_snapshot()
-        if self.writer is not None:
-            self.writer.maybe_flush()
 
     # ------------------------------------------------------------------ pieces
     def signal_lost(self, now: float) -> bool:

@@ -249,8 +249,6 @@ class DecisionTap:
     def set_meta(self, **kv) -> None:
         pass
 
-    def maybe_flush(self) -> None:
-        pass
 
 
 # ------------------------------------------------------------------------------------ driving

@@ -176,9 +176,6 @@ class SessionWriter:
     def write_dict(self, kind: str, row: dict) -> None:
         self.write(kind, tuple(row.get(c) for c, _ in TABLES[kind]))
 
-    def maybe_flush(self) -> None:
-        """Kept for callers that step without the flusher thread; the thread commits anyway."""
-
     def flush(self) -> None:
         with self._db_lock:
             if self.closed:

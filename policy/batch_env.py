@@ -26,7 +26,7 @@ from sensors.patient import model, noise
 from sensors.patient.population import SENSORS, STRUCTURES, Population
 from sensors.patient.scenes import SceneTable
 
-from .env import _Course, _spaces
+from .env import OneBatchVecEnvMixin, _Course, _spaces
 from .shield import SafetyShield
 
 #: patients drawn for training come from seed TRAIN_SEED_BASE + seed (a namespace no evaluation uses)
@@ -72,7 +72,7 @@ class _Sub:
         return obs, r, done, info, over
 
 
-class MixedVecEnv(VecEnv):
+class MixedVecEnv(OneBatchVecEnvMixin, VecEnv):
     """``n_envs`` lanes of ExposureTherapy-v0 courses in ``n_sub`` batches, mixing structures and sensors."""
 
     def __init__(self, pop: Population, table: SceneTable, n_envs: int = 1024, n_sub: int = 2, seed: int = 0,
@@ -129,23 +129,6 @@ class MixedVecEnv(VecEnv):
     # ------------------------------------------------------------------ VecEnv boilerplate
     def close(self) -> None:
         pass
-
-    def get_attr(self, attr_name, indices=None):
-        return [getattr(self, attr_name)] * len(self._idx(indices))
-
-    def set_attr(self, attr_name, value, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name, *args, indices=None, **kwargs):
-        return [getattr(self, method_name)(*args, **kwargs) for _ in self._idx(indices)]
-
-    def env_is_wrapped(self, wrapper_class, indices=None):
-        return [False] * len(self._idx(indices))
-
-    def _idx(self, indices):
-        if indices is None:
-            return range(self.num_envs)
-        return [indices] if isinstance(indices, int) else list(indices)
 
     def seed(self, seed=None):
         if seed is not None:

@@ -285,7 +285,30 @@ except ModuleNotFoundError:  # pragma: no cover
     VecEnv = object
 
 
-class ExposureVecEnv(VecEnv):
+class OneBatchVecEnvMixin:
+    """The VecEnv plumbing shared by every env here that is one numpy batch, not N sub-envs:
+    attributes and methods belong to the batch, so a call is made once and its result repeated
+    for each requested index."""
+
+    def get_attr(self, attr_name, indices=None):
+        return [getattr(self, attr_name)] * len(self._idx(indices))
+
+    def set_attr(self, attr_name, value, indices=None):
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name, *args, indices=None, **kwargs):
+        return [getattr(self, method_name)(*args, **kwargs)] * len(self._idx(indices))
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        return [False] * len(self._idx(indices))
+
+    def _idx(self, indices):
+        if indices is None:
+            return range(self.num_envs)
+        return [indices] if isinstance(indices, int) else list(indices)
+
+
+class ExposureVecEnv(OneBatchVecEnvMixin, VecEnv):
     """n patients at once over the same numpy model (an SB3 VecEnv). Lanes finish their course
     (or drop out) at session boundaries and then get a new patient. Shielded by default."""
 
@@ -332,19 +355,3 @@ class ExposureVecEnv(VecEnv):
     def close(self):
         pass
 
-    def get_attr(self, attr_name, indices=None):
-        return [getattr(self, attr_name)] * len(self._idx(indices))
-
-    def set_attr(self, attr_name, value, indices=None):
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name, *args, indices=None, **kwargs):
-        return [getattr(self, method_name)(*args, **kwargs)] * len(self._idx(indices))
-
-    def env_is_wrapped(self, wrapper_class, indices=None):
-        return [False] * len(self._idx(indices))
-
-    def _idx(self, indices):
-        if indices is None:
-            return range(self.num_envs)
-        return [indices] if isinstance(indices, int) else list(indices)
