@@ -23,8 +23,9 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from websockets.sync.client import connect as ws_connect  # noqa: E402
 
-from engine.clock import SimClock  # noqa: E402
-from engine.session import Session, SessionConfig  # noqa: E402
+from engine.console import start_console  # noqa: E402
+from engine.session.clock import SimClock  # noqa: E402
+from engine.session.live import Session, SessionConfig  # noqa: E402
 
 
 def pct(xs, q):
@@ -37,7 +38,7 @@ def run(ticks: int, load: bool) -> dict:
                         duration_s=ticks * 0.25 + 10, speed="max", patient="bench",
                         sessions_dir=Path(tempfile.mkdtemp()), console=("127.0.0.1", 0) if load else None,
                         seed=5)
-    s = Session(cfg, clock=SimClock())
+    s = Session(cfg, clock=SimClock(), start_console=start_console)
     s.start_io()
     stop = threading.Event()
     lat = {"state": [], "command": []}

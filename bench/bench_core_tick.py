@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.core import SessionCore  # noqa: E402
-from engine.store import SessionWriter  # noqa: E402
+from engine.session.core import SessionCore  # noqa: E402
+from engine.store.files import SessionWriter  # noqa: E402
 from policy.controllers import make_controller  # noqa: E402
 from policy.shield import SafetyShield  # noqa: E402
+from policy.sim.source import SimPatientSource  # noqa: E402
 from scenes.hierarchy import load_hierarchy  # noqa: E402
-from sensors.sim import SimPatientSource  # noqa: E402
 from sensors.source import Exposure  # noqa: E402
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.envs import scene_table  # noqa: E402
-from policy.evaluate import evaluate  # noqa: E402
-from sensors.patient.population import load_population  # noqa: E402
+from engine.gym_env import scene_table  # noqa: E402
+from policy.sim.evaluate import evaluate  # noqa: E402
+from policy.sim.patient.population import load_population  # noqa: E402
 
 CONTROLLERS = ["ladder", "suds", "hr-band", "oracle"]
 

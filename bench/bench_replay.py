@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.clock import SimClock  # noqa: E402
-from engine.replay import counterfactual, load_log, rederive  # noqa: E402
-from engine.session import Session, SessionConfig  # noqa: E402
+from engine.research.replay import counterfactual, load_log, rederive  # noqa: E402
+from engine.session.clock import SimClock  # noqa: E402
+from engine.session.live import Session, SessionConfig  # noqa: E402
 
 
 def main() -> int:

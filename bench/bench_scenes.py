@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.cli_scenes import Snapshotter  # noqa: E402
+from engine.cli.scenes import Snapshotter  # noqa: E402
 
 CYCLE = 40  # frames per sweep 0 → 1 → 0
 

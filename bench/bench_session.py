@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.session import Session, SessionConfig  # noqa: E402
+from engine.session.live import Session, SessionConfig  # noqa: E402
+from policy.sim.source import SimPatientSource  # noqa: E402
 from sensors.features import FeatureBank  # noqa: E402
-from sensors.sim import SimPatientSource  # noqa: E402
 from sensors.source import Exposure  # noqa: E402
 
 

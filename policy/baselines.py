@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .controllers import Controller, Proposal, register_controller
-from .observation import Observation
+from policy.controllers import Controller, Proposal
+from policy.observation import Observation
 
 
 def _level_delta(ctl: Controller, obs: Observation, step: np.ndarray) -> np.ndarray:
@@ -164,9 +164,3 @@ class Oracle(Controller):
         down = fear > hi
         delta = np.where(up, self.step, np.where(down, -self.step, 0.0))
         return Proposal(delta, np.where(up, 1, np.where(down, 2, 0)), self.REASONS)
-
-
-register_controller("suds", SudsProtocol)
-register_controller("hr-band", HRBand)
-register_controller("hr-pid", HRPid)
-register_controller("oracle", Oracle)

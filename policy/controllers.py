@@ -8,11 +8,12 @@ safety shield, and then through the therapist arbiter.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .observation import Observation
+from policy.observation import Observation
 
 
 class ControllerError(Exception):
@@ -76,35 +77,40 @@ class Ladder(Controller):
         return Proposal(delta, reason, self.REASONS)
 
 
-_CONTROLLERS: dict[str, type[Controller] | object] = {"ladder": Ladder}
+#: name → factory, or ``"module:attribute"`` imported on first use (an explicit table, no
+#: registration by import side effect; the live path never imports torch or gymnasium).
+_CONTROLLERS: dict[str, type[Controller] | object | str] = {
+    "ladder": Ladder,
+    "suds": "policy.baselines:SudsProtocol",
+    "hr-band": "policy.baselines:HRBand",
+    "hr-pid": "policy.baselines:HRPid",
+    "oracle": "policy.baselines:Oracle",
+    "policy": "policy.learned:LearnedController",
+}
 
 
 def register_controller(name: str, factory) -> None:
-    """Make ``name`` available to ``--controller`` and ``--controllers``."""
+    """Make ``name`` available to ``--controller`` and ``--controllers`` (for research code)."""
     _CONTROLLERS[name] = factory
 
 
-def _load_builtin() -> None:
-    for mod in ("baselines", "learned"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{mod}":
-                raise
+def _factory(name: str):
+    f = _CONTROLLERS[name]
+    if isinstance(f, str):
+        module, _, attr = f.partition(":")
+        f = _CONTROLLERS[name] = getattr(importlib.import_module(module), attr)
+    return f
 
 
 def controller_names(live_only: bool = False) -> list[str]:
-    _load_builtin()
     names = sorted(_CONTROLLERS)
     if live_only:
-        names = [n for n in names if getattr(_CONTROLLERS[n], "live", True)]
+        names = [n for n in names if getattr(_factory(n), "live", True)]
     return names
 
 
 def make_controller(name: str, **kwargs) -> Controller:
-    _load_builtin()
-    factory = _CONTROLLERS.get(name)
-    if factory is None:
+    if name not in _CONTROLLERS:
         raise ControllerError(
             f"unknown controller {name!r}: choose one of {', '.join(sorted(_CONTROLLERS))}")
-    return factory(**kwargs)
+    return _factory(name)(**kwargs)

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .controllers import Controller, ControllerError, Proposal, register_controller
-from .env import action_to_delta, observation_vector
-from .numpy_mlp import BundleError, NumpyActor, load_bundle
-from .observation import OBS_VERSION, VECTOR_FIELDS, Observation
+from policy.controllers import Controller, ControllerError, Proposal
+from policy.numpy_mlp import BundleError, NumpyActor, load_bundle
+from policy.observation import OBS_VERSION, VECTOR_FIELDS, Observation, action_to_delta, observation_vector
 
 MODELS_DIR = Path(__file__).with_name("models")
 BUNDLE_NAME = "policy.npz"
@@ -111,6 +110,3 @@ class LearnedController(Controller):
             info = {"obs": x, "probs": probs, "action": act, "bundle": self.version}
         return Proposal(delta=delta, reason=reason, reasons=self.reasons,
                         ask_suds=ask if self.ask_suds else None, info=info)
-
-
-register_controller("policy", LearnedController)

@@ -82,3 +82,25 @@ def empty_observation(n: int) -> Observation:
                        since_valid=np.full(n, np.inf),
                        suds=nan.copy(), suds_age=np.full(n, np.inf), suds_peak=nan.copy(),
                        look_away=nan.copy(), max_hr=np.full(n, 180.0))
+
+
+# The learned policy's action and input encoding, shared by the env (training) and the live
+# controller, so a trained policy acts live exactly as in training.
+DOWN, HOLD, UP = 0, 1, 2
+OBS_LOW, OBS_HIGH = -10.0, 10.0
+
+
+def action_to_delta(action, step_size: float = 0.05, ask_suds: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Env actions (n,) or (n, 2) → (intensity change, ask SUDS) per lane. Used by the env and
+    by :class:`ActionController`, so a trained policy acts live exactly as in training."""
+    a = np.asarray(action)
+    if ask_suds:
+        a = a.reshape(-1, 2)
+        move, ask = a[:, 0], a[:, 1].astype(bool)
+    else:
+        move, ask = a.reshape(-1), np.zeros(a.size, bool)
+    return (move.astype(float) - 1.0) * step_size, ask
+
+
+def observation_vector(obs: Observation) -> np.ndarray:
+    return np.clip(obs.vector(), OBS_LOW, OBS_HIGH)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .observation import Observation
+from policy.observation import Observation
 
 log = logging.getLogger(__name__)
 

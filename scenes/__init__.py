@@ -3,6 +3,6 @@
 Importing this package does not import Panda3D; the scene modules do, when used.
 """
 
-from .hierarchy import SCENES, Hierarchy, HierarchyError, Level, load_hierarchy
+from scenes.hierarchy import SCENES, Hierarchy, HierarchyError, Level, load_hierarchy
 
 __all__ = ["SCENES", "Hierarchy", "HierarchyError", "Level", "load_hierarchy"]

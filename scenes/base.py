@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .audio import NullAudio
-from .hierarchy import Hierarchy
-from .smooth import ParamSmoother
+from scenes.audio import NullAudio
+from scenes.hierarchy import Hierarchy
+from scenes.smooth import ParamSmoother
 
 EVENTS = ("gust", "surge", "noise")
 
@@ -147,7 +147,7 @@ def fog(root, color, density: float):
 
 def sky(root, radius, horizon, zenith, ground):
     """A sky dome drawn first, unlit and unfogged."""
-    from .geometry import sky_dome, to_geom_node
+    from scenes.geometry import sky_dome, to_geom_node
 
     np_ = root.attachNewNode(to_geom_node("sky", *sky_dome(radius, horizon, zenith, ground)))
     np_.setLightOff(1)

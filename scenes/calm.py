@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import geometry as g
-from .base import Scene, Viewpoint, fog, lights, sky
-from .heights import ground
+from scenes import geometry as g
+from scenes.base import Scene, Viewpoint, fog, lights, sky
+from scenes.heights import ground
 
 HORIZON = (0.93, 0.88, 0.82)
 

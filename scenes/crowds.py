@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from . import geometry as g
-from .base import Scene, Viewpoint, fog, head_direction, lights, sky
-from .heights import BAY_W, FLOOR_H, ground
+from scenes import geometry as g
+from scenes.base import Scene, Viewpoint, fog, head_direction, lights, sky
+from scenes.heights import BAY_W, FLOOR_H, ground
 
 MAX_PEOPLE = 80
 STREET_HALF = 60.0  # people enter and leave at x = ±STREET_HALF
@@ -288,7 +288,7 @@ class CrowdsScene(Scene):
         return float(d.min())
 
     def measure(self, head_pos, head_hpr, dt: float) -> dict:
-        from .smooth import ShareMeter
+        from scenes.smooth import ShareMeter
 
         if self.look_at is None:
             self.look_at, self.look_away = ShareMeter(), ShareMeter()

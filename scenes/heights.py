@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from . import geometry as g
-from .base import Scene, Viewpoint, fog, head_direction, lights, sky
+from scenes import geometry as g
+from scenes.base import Scene, Viewpoint, fog, head_direction, lights, sky
 
 PLATFORM_W = 4.0  # across (x)
 PLATFORM_L = 3.2  # out from the facade (y)
@@ -292,7 +292,7 @@ class HeightsScene(Scene):
         d = head_direction(h, p)
         down = p < -30.0
         out = d[1] > 0.3 and p < 10.0  # facing the open side, not up at the sky
-        from .smooth import ShareMeter
+        from scenes.smooth import ShareMeter
 
         if self.look_down is None:
             self.look_down, self.look_away = ShareMeter(), ShareMeter()

@@ -7,9 +7,9 @@ viewpoint each frame.
 
 from __future__ import annotations
 
-from .audio import NullAudio
-from .base import Scene
-from .calm import CalmScene
+from scenes.audio import NullAudio
+from scenes.base import Scene
+from scenes.calm import CalmScene
 
 FADE_S = 0.75  # each half of the fade: out, then in — 1.5 s in all
 FADE_COLOR = (0.93, 0.90, 0.86)
@@ -17,9 +17,9 @@ FADE_COLOR = (0.93, 0.90, 0.86)
 
 def make_scene(name: str, parent, task_mgr, clock, hierarchy, **kw) -> Scene:
     if name == "heights":
-        from .heights import HeightsScene as cls
+        from scenes.heights import HeightsScene as cls
     elif name == "crowds":
-        from .crowds import CrowdsScene as cls
+        from scenes.crowds import CrowdsScene as cls
     elif name == "calm":
         cls = CalmScene
     else:

@@ -28,8 +28,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from .errors import ParseError, SensorError, SourceURLError
-from .parsers import (
+from sensors.errors import ParseError, SensorError, SourceURLError
+from sensors.parsers import (
     BATTERY_LEVEL,
     BODY_SENSOR_LOCATION,
     HR_MEASUREMENT,
@@ -39,9 +39,9 @@ from .parsers import (
     parse_body_sensor_location,
     parse_hr_measurement,
 )
-from .reconnect import Backoff
-from .sample import Sample
-from .source import HRSource, check_params, register_scheme
+from sensors.reconnect import Backoff
+from sensors.sample import Sample
+from sensors.source import HRSource, check_params
 
 log = logging.getLogger(__name__)
 
@@ -221,4 +221,4 @@ def _factory(target: str, params: dict[str, str], options: dict) -> HRSource:
                      stale_s=stale)
 
 
-register_scheme("ble", _factory)
+open_ble = _factory

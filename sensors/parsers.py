@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import ParseError
+from sensors.errors import ParseError
 
 #: GATT UUIDs used by the BLE source (16-bit SIG numbers in the base UUID).
 HR_SERVICE = "0000180d-0000-1000-8000-00805f9b34fb"

@@ -18,11 +18,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
-from .errors import ParseError, SensorError, SourceURLError
-from .parsers import MAX_LINE, check_reading, parse_csv, parse_line, parse_waveform
-from .reconnect import Backoff
-from .sample import Sample
-from .source import HRSource, check_params, register_scheme
+from sensors.errors import ParseError, SensorError, SourceURLError
+from sensors.parsers import MAX_LINE, check_reading, parse_csv, parse_line, parse_waveform
+from sensors.reconnect import Backoff
+from sensors.sample import Sample
+from sensors.source import HRSource, check_params
 
 FORMATS = ("line", "csv", "waveform")
 
@@ -47,7 +47,7 @@ class SerialSource(HRSource):
         if fmt == "waveform":
             if fs is None:
                 raise SourceURLError("format=waveform needs the sampling rate: fs=… (Hz)")
-            from .beats import KINDS, _check
+            from sensors.beats import KINDS, _check
 
             if kind not in KINDS:
                 raise SourceURLError(f"signal must be ecg or ppg, not {kind!r}")
@@ -136,7 +136,7 @@ class SerialSource(HRSource):
     def _new_tracker(self):
         if self.fmt != "waveform":
             return None
-        from .beats import BeatTracker
+        from sensors.beats import BeatTracker
 
         return BeatTracker(self.fs, self.kind)
 
@@ -232,5 +232,5 @@ def _factory(scheme: str):
     return make
 
 
-register_scheme("serial", _factory("serial"))
-register_scheme("socket", _factory("socket"))
+open_serial = _factory("serial")
+open_socket = _factory("socket")

@@ -10,13 +10,14 @@ runs them on its asyncio thread and hands their samples to the session core thro
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .errors import SourceURLError
-from .sample import Sample, SourceEvent
+from sensors.errors import SourceURLError
+from sensors.sample import Sample, SourceEvent
 
 
 @dataclass(frozen=True)
@@ -97,17 +98,20 @@ class HRSource:
 
 
 SourceFactory = Callable[[str, dict[str, str], dict], HRSource]
-_REGISTRY: dict[str, SourceFactory] = {}
+
+#: scheme → ``"module:factory"``, imported on first use (pyserial's ``protocol_handler_packages``):
+#: optional dependencies (bleak, pyserial) load only when their scheme is opened, and a handler
+#: never imports this registry. ``sensors/`` owns real input; the engine extends the table with
+#: ``sim://`` (the virtual patient) and ``replay://`` (session logs) — see ``engine/sources.py``.
+HANDLERS: dict[str, str] = {
+    "ble": "sensors.ble:open_ble",
+    "serial": "sensors.serial_source:open_serial",
+    "socket": "sensors.serial_source:open_socket",
+}
 
 
-def register_scheme(scheme: str, factory: SourceFactory) -> None:
-    """Make ``scheme://`` URLs open with ``factory(target, params, options)``."""
-    _REGISTRY[scheme] = factory
-
-
-def known_schemes() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+def known_schemes(handlers: Mapping[str, str] = HANDLERS) -> list[str]:
+    return sorted(handlers)
 
 
 def parse_url(url: str) -> tuple[str, str, dict[str, str]]:
@@ -134,26 +138,19 @@ def check_params(scheme: str, params: dict[str, str], known: tuple[str, ...]) ->
                              f"(known: {', '.join(known)})")
 
 
-def _load_builtin() -> None:
-    # Imported lazily so that optional dependencies (bleak, pyserial) load only when used.
-    if "sim" not in _REGISTRY:
-        from . import sim  # noqa: F401  (registers sim://)
-    for mod in ("ble", "serial_source"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ModuleNotFoundError as e:  # the module itself may not exist yet
-            if e.name != f"{__package__}.{mod}":
-                raise
+def _factory(spec: str) -> SourceFactory:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def open_source(url: str, **options) -> HRSource:
-    """Open the source a URL names. ``options`` carry things like ``seed`` or ``scene``."""
+def open_source(url: str, handlers: Mapping[str, str] = HANDLERS, **options) -> HRSource:
+    """Open the source a URL names, from ``handlers`` (scheme → ``"module:factory"``).
+    ``options`` carry things like ``seed`` or ``scene``."""
     scheme, target, params = parse_url(url)
-    _load_builtin()
-    factory = _REGISTRY.get(scheme)
-    if factory is None:
+    spec = handlers.get(scheme)
+    if spec is None:
         raise SourceURLError(
             f"unknown sensor scheme {scheme!r} in {url!r}: known are "
-            + ", ".join(f"{s}://" for s in sorted(_REGISTRY))
+            + ", ".join(f"{s}://" for s in sorted(handlers))
         )
-    return factory(target, params, options)
+    return _factory(spec)(target, params, options)

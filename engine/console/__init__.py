@@ -24,7 +24,7 @@ from __future__ import annotations
 
 def start_console(session, host: str = "127.0.0.1", port: int = 8765):
     """Serve the console for ``session`` on its I/O loop; returns a handle (url, token, stop())."""
-    from .server import start_console as _start
+    from engine.console.server import start_console as _start
 
     return _start(session, host, port)
 

@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSock
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..commands import COMMAND_TYPES, EVENT_KINDS, MAX_TEXT, CommandError, CommandFlood
+from engine.session.commands import COMMAND_TYPES, EVENT_KINDS, MAX_TEXT, CommandError, CommandFlood
 
 log = logging.getLogger(__name__)
 

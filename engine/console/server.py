@@ -13,7 +13,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from ..session import ConfigError
+from engine.session.live import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
     try:
         import uvicorn
 
-        from .app import ConsoleState, build_app
+        from engine.console.app import ConsoleState, build_app
     except ModuleNotFoundError as e:
         raise ConfigError(f"the therapist console needs {e.name}: pip install fastapi 'uvicorn[standard]' "
                           "(or run with --console off)") from None

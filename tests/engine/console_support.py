@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from engine.clock import SimClock
-from engine.session import Session, SessionConfig
-from engine.store import SessionReader
+from engine.console import start_console  # noqa: E402
+from engine.session.clock import SimClock
+from engine.session.live import Session, SessionConfig
+from engine.store.files import SessionReader
 from policy.controllers import Controller, Proposal, register_controller
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,7 +75,7 @@ def make_session(tmp_path: Path, controller: str = "ladder", clock=None, seed: i
     cfg = SessionConfig(scene="heights", sensor=f"sim://?seed={seed}", controller=controller,
                         display="none", duration_s=duration_s, speed="max", patient="P017",
                         sessions_dir=tmp_path / "sessions", console=("127.0.0.1", 0), seed=seed)
-    return Session(cfg, clock=clock or SimClock())
+    return Session(cfg, clock=clock or SimClock(), start_console=start_console)
 
 
 @contextlib.contextmanager

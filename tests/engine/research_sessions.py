@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.clock import SimClock
-from engine.session import Session, SessionConfig
+from engine.session.clock import SimClock
+from engine.session.live import Session, SessionConfig
 
 #: (session seconds, command) — every kind of command a therapist or patient sends
 THERAPIST_SCRIPT = (

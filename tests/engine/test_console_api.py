@@ -12,12 +12,11 @@ from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from engine.commands import COMMAND_TYPES, CommandError, parse_command
 from engine.console.app import WS_SUBPROTOCOL
 from engine.console.server import TOKEN_ENV, make_token
-from engine.session import ConfigError
-
-from .console_support import base_url, live_console, records, step
+from engine.session.commands import COMMAND_TYPES, CommandError, parse_command
+from engine.session.live import ConfigError
+from tests.engine.console_support import base_url, live_console, records, step
 
 ROUTES = [("GET", "/api/state"), ("GET", "/api/session"), ("GET", "/api/history"),
           ("GET", "/api/mirror.png"), ("POST", "/api/command"), ("GET", "/openapi.json"),

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from engine.console.server import TOKEN_ENV
-
-from .console_support import (
+from tests.engine.console_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     base_url,

@@ -9,8 +9,9 @@ import pytest
 
 pytest.importorskip("panda3d")
 
-from engine.panda_runner import PatientUI, frame_dt, resolve_display  # noqa: E402
-from engine.session import ConfigError, Session, SessionConfig  # noqa: E402
+from engine.render.panda_runner import PatientUI, frame_dt, resolve_display  # noqa: E402
+from engine.session.clock import SimClock
+from engine.session.live import ConfigError, Session, SessionConfig  # noqa: E402
 from scenes.host import InputFrame  # noqa: E402
 
 
@@ -84,10 +85,10 @@ def test_suds_prompt_and_pause_key_push_patient_commands(tmp_path):
 
 
 def test_ctrl_c_during_frames_ends_cleanly(tmp_path):
-    from engine.panda_runner import Runner
+    from engine.render.panda_runner import Runner
 
     s = Session(SessionConfig(display="offscreen", speed="max", sessions_dir=tmp_path, console=None,
-                              duration_s=600), clock=__import__("engine.clock", fromlist=["SimClock"]).SimClock())
+                              duration_s=600), clock=SimClock())
     r = Runner(s, "offscreen", size=(160, 100))
     calls = {"n": 0}
     real = r.host.render_frame
@@ -109,7 +110,7 @@ def test_ctrl_c_during_frames_ends_cleanly(tmp_path):
 
 
 def test_config_error_on_unknown_display_mode(tmp_path):
-    from engine.panda_runner import run_rendered
+    from engine.render.panda_runner import run_rendered
 
     cfg = SessionConfig(display="none", sessions_dir=tmp_path, console=None)
     with pytest.raises(ConfigError):
@@ -117,8 +118,8 @@ def test_config_error_on_unknown_display_mode(tmp_path):
 
 
 def test_a_stop_command_ends_the_rendered_session(tmp_path):
-    from engine.clock import SimClock
-    from engine.panda_runner import Runner
+    from engine.render.panda_runner import Runner
+    from engine.session.clock import SimClock
 
     s = Session(SessionConfig(display="offscreen", speed="max", sessions_dir=tmp_path, console=None,
                               duration_s=600), clock=SimClock())
@@ -156,8 +157,8 @@ def test_window_mode_under_xvfb(sessions_dir):
 
 
 def test_an_injected_event_reaches_the_scene_within_a_frame(tmp_path):
-    from engine.clock import SimClock
-    from engine.panda_runner import Runner
+    from engine.render.panda_runner import Runner
+    from engine.session.clock import SimClock
 
     s = Session(SessionConfig(display="offscreen", speed="max", sessions_dir=tmp_path, console=None,
                               duration_s=600), clock=SimClock())

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.cli import UserError
-from engine.cli_scenes import parse_intensities, parse_size
+from engine.cli.scenes import parse_intensities, parse_size
 
 
 def test_snapshot_writes_pngs_and_stats(cli, tmp_path):

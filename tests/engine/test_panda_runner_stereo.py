@@ -10,7 +10,7 @@ pytest.importorskip("panda3d")
 from direct.task.Task import TaskManager  # noqa: E402
 from panda3d.core import ClockObject  # noqa: E402
 
-from engine.stereo import StandInPose, StereoRig  # noqa: E402
+from engine.render.stereo import StandInPose, StereoRig  # noqa: E402
 from scenes.hierarchy import load_hierarchy  # noqa: E402
 from scenes.host import Host  # noqa: E402
 from scenes.stage import make_scene  # noqa: E402
@@ -57,7 +57,7 @@ def test_openxr_poses_map_to_panda_axes():
     import math
     from types import SimpleNamespace as NS
 
-    from engine.xr import xr_to_panda_hpr, xr_to_panda_pos
+    from engine.render.xr import xr_to_panda_hpr, xr_to_panda_pos
 
     assert xr_to_panda_pos(NS(x=0.1, y=1.7, z=-2.0)) == (0.1, 2.0, 1.7)  # 2 m ahead, 1.7 m up
     s, c = math.sin(math.radians(45)), math.cos(math.radians(45))

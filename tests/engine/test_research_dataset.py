@@ -8,10 +8,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from engine.store import SessionReader
+from engine.store.files import SessionReader
 from tests.conftest import run_cli
-
-from .research_sessions import record
+from tests.engine.research_sessions import record
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import SessionReader
+from engine.store.files import SessionReader
 from tests.conftest import ROOT, cli_env
 
 pylsl = pytest.importorskip("pylsl")
@@ -84,9 +84,9 @@ def test_an_inlet_receives_the_hr_of_a_running_session(tmp_path):
 
 def test_lsl_outlets_tap_the_log_without_changing_it(tmp_path):
     """The tap forwards every record unchanged: a session with --lsl logs what one without logs."""
-    from engine.clock import SimClock
-    from engine.lsl import start_lsl
-    from engine.session import Session, SessionConfig
+    from engine.research.lsl import start_lsl
+    from engine.session.clock import SimClock
+    from engine.session.live import Session, SessionConfig
 
     rows = []
     for lsl_on in (False, True):

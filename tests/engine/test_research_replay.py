@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.replay import ReplaySession, counterfactual, load_log, rederive
-from engine.store import SessionReader, list_sessions
+from engine.research.replay import ReplaySession, counterfactual, load_log, rederive
+from engine.store.files import SessionReader, list_sessions
 from policy.controllers import Ladder, register_controller
 from tests.conftest import ROOT, cli_env, run_cli
-
-from .research_sessions import record
+from tests.engine.research_sessions import record
 
 register_controller("ladder-60", lambda: Ladder(step_s=60.0))
 
@@ -170,7 +169,7 @@ def test_replay_source_feeds_the_logged_signal_at_its_times(tmp_path):
 
 
 def test_replay_source_from_shifts_times(tmp_path):
-    from engine.replay_source import ReplaySource
+    from engine.research.replay_source import ReplaySource
 
     path = record(tmp_path, duration_s=300.0, script=())
     src = ReplaySource("replay://x", path, t_from=120.0)
@@ -225,7 +224,7 @@ def test_replay_of_a_session_killed_mid_run_checks_what_was_recorded(tmp_path):
 
 
 def test_a_log_with_nothing_intact_cannot_be_replayed_and_says_so():
-    from engine.replay import ReplayError, SessionLog
+    from engine.research.replay import ReplayError, SessionLog
 
     empty = SessionLog(Path("x.session"), {"scene": "heights"}, [], [], [], [], [], [], [], 0.0)
     with pytest.raises(ReplayError, match="nothing to replay"):
@@ -233,9 +232,9 @@ def test_a_log_with_nothing_intact_cannot_be_replayed_and_says_so():
 
 
 def test_rendered_replay_offscreen_shows_the_logged_intensity(tmp_path):
-    from engine.clock import SimClock
+    from engine.session.clock import SimClock
 
-    Runner = importlib.import_module("engine.panda_runner").Runner  # noqa: N806
+    Runner = importlib.import_module("engine.render.panda_runner").Runner  # noqa: N806
 
     path = record(tmp_path, duration_s=120.0, script=((30.0, {"type": "set_level", "level": 4}),))
     log = load_log(path)

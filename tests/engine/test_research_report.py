@@ -10,10 +10,9 @@ import stat
 
 import pytest
 
-from engine.session import summarize
+from engine.session.live import summarize
 from tests.conftest import run_cli
-
-from .research_sessions import record
+from tests.engine.research_sessions import record
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

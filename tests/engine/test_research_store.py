@@ -10,12 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.replay import ReplayError, load_log, rederive
-from engine.session import summarize
-from engine.store import SCHEMA_VERSION, SessionReader, StoreError
+from engine.research.replay import ReplayError, load_log, rederive
+from engine.session.live import summarize
+from engine.store.files import SCHEMA_VERSION, SessionReader, StoreError
 from tests.conftest import run_cli
-
-from .research_sessions import record
+from tests.engine.research_sessions import record
 
 
 @pytest.fixture(scope="module")

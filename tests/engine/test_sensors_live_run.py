@@ -12,8 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from engine.session import Session, SessionConfig
-from engine.store import SessionReader, list_sessions
+from engine.session.live import Session, SessionConfig
+from engine.store.files import SessionReader, list_sessions
 from policy.controllers import Controller, Proposal, controller_names
 from tests.conftest import ROOT, cli_env
 from tests.sensors.bluez_standin import BlueZStandIn

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from engine.store import SCHEMA_VERSION
+from engine.store.files import SCHEMA_VERSION
 from tests.conftest import ROOT, cli_env, run_cli
 
 

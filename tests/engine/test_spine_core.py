@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.commands import COMMAND_TYPES, Command, CommandError, parse_command
-from engine.core import SessionCore
+from engine.session.commands import COMMAND_TYPES, Command, CommandError, parse_command
+from engine.session.core import SessionCore
 from policy.controllers import Controller, Ladder, Proposal
 from policy.shield import SafetyShield
 from scenes.hierarchy import load_hierarchy

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.export import export_session
-from engine.session import Session, SessionConfig
-from engine.store import (
+from engine.session.live import Session, SessionConfig
+from engine.store.export import export_session
+from engine.store.files import (
     SCHEMA_VERSION,
     SessionReader,
     SessionWriter,

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.session import Session, SessionConfig, default_controller
-from engine.store import SessionReader
+from engine.session.live import Session, SessionConfig, default_controller
+from engine.store.files import SessionReader
 from policy.learned import LearnedController
 from policy.observation import VECTOR_FIELDS
 

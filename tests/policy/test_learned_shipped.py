@@ -9,11 +9,11 @@ import pickle
 import numpy as np
 import pytest
 
-from engine.envs import make_vec_env
+from engine.gym_env import make_vec_env
 from policy.controllers import ControllerError, make_controller
-from policy.env import observation_vector
 from policy.learned import LearnedController, shipped_bundle
 from policy.observation import Observation, empty_observation
+from policy.sim.env import observation_vector
 
 
 @pytest.fixture(scope="module", params=["heights", "crowds"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.envs import scene_table
+from engine.gym_env import scene_table
 from policy.baselines import HRBand, Oracle, SudsProtocol
 from policy.controllers import Ladder, controller_names, make_controller, register_controller
-from policy.evaluate import METRICS, EvaluationError, evaluate, format_table, run_course
 from policy.observation import empty_observation
-from sensors.patient.population import STRUCTURES, load_population
+from policy.sim.evaluate import METRICS, EvaluationError, evaluate, format_table, run_course
+from policy.sim.patient.population import STRUCTURES, load_population
 
 POP = load_population()
 TABLE = scene_table("heights")

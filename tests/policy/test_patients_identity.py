@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from engine.envs import make_env, scene_table
-from engine.session import Session, SessionConfig
-from engine.store import SessionReader
+from engine.gym_env import make_env, scene_table
+from engine.session.live import Session, SessionConfig
+from engine.store.files import SessionReader
 from policy.controllers import register_controller
-from policy.env import ActionController
-from policy.evaluate import run_course
-from sensors.patient.population import load_population
+from policy.sim.env import ActionController
+from policy.sim.evaluate import run_course
+from policy.sim.patient.population import load_population
 
 SEED = 5
 MINUTES = 8.0

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from policy.learned import LearnedController
 from policy.observation import VECTOR_FIELDS, empty_observation
-from policy.train import TrainConfig, TrainError, train
+from policy.train.trainer import TrainConfig, TrainError, train
 from tests.conftest import run_cli
 
 SHORT_COURSE = """

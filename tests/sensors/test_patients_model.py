@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensors.errors import SourceURLError
-from sensors.patient import model, noise
-from sensors.patient.population import (
+from policy.sim.patient import model, noise
+from policy.sim.patient.population import (
     STRUCTURES,
     PopulationError,
     default_population,
     load_population,
     parse_population,
 )
-from sensors.patient.scenes import FEATURES, scene_weights
+from policy.sim.patient.scene_table import FEATURES, scene_weights
+from sensors.errors import SourceURLError
 from sensors.sample import Sample
 from sensors.source import Exposure, open_source
 
@@ -230,7 +230,7 @@ def test_inverted_u_learns_best_near_optimal_arousal():
 
 
 def test_scene_weights_misorder_a_fixed_hierarchy_for_some():
-    from engine.envs import scene_table
+    from engine.gym_env import scene_table
 
     for scene in FEATURES:
         p = params(1000, scene=scene)

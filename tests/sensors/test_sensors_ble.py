@@ -11,10 +11,10 @@ from sensors.ble import BLESource, scan
 from sensors.parsers import parse_hr_measurement
 from sensors.reconnect import Backoff
 from sensors.source import open_source
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES_DIR
 from tests.sensors.bluez_standin import BlueZStandIn
 
-FIXTURES = json.loads((SHARED / "fixtures" / "hr_measurement_2a37.json").read_text())["fixtures"]
+FIXTURES = json.loads((FIXTURES_DIR / "hr_measurement_2a37.json").read_text())["fixtures"]
 # every real payload whose heart rate a living person can have
 REAL = [bytes.fromhex(f["hex"]) for f in FIXTURES if 20 <= f["hr"] <= 300]
 

@@ -21,9 +21,9 @@ from sensors.parsers import (
     parse_line,
     parse_waveform,
 )
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES_DIR
 
-FIXTURES = json.loads((SHARED / "fixtures" / "hr_measurement_2a37.json").read_text())["fixtures"]
+FIXTURES = json.loads((FIXTURES_DIR / "hr_measurement_2a37.json").read_text())["fixtures"]
 
 
 @pytest.mark.parametrize("fx", FIXTURES, ids=[f["hex"] for f in FIXTURES])

@@ -1,0 +1,59 @@
+"""``exposure train``: train the RL policy for a scene and write it with its model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train the RL policy on virtual patients",
+        description="Train the exposure policy (PPO, stable-baselines3) on virtual patients with the "
+                    "safety shield in the loop. Writes model.zip, vecnormalize.pkl, policy.npz and a model "
+                    "card (card.md, card.json) to --out. Judged on virtual patients only.")
+    p.add_argument("--scene", default="heights", help="heights or crowds (default heights)")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="environment steps (decisions) to train for at most (default: as the shipped policy)")
+    p.add_argument("--population", default=None, help="a population TOML file (default: the shipped one)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the package's policy/models/SCENE, i.e. the shipped policy)")
+    p.add_argument("--envs", type=int, default=None, help="parallel virtual patients per rollout")
+    p.add_argument("--eval-every", type=int, default=None, help="timesteps between evaluations against the baselines")
+    p.add_argument("--eval-patients", type=int, default=None, help="validation patients per evaluation")
+    p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from engine.cli import UserError
+    from policy.train.trainer import TrainConfig, TrainError, defaults_for, train
+
+    base = defaults_for(args.scene)
+    over = {"scene": args.scene, "seed": args.seed, "population": args.population, "out": args.out,
+            "progress": not args.no_progress}
+    for opt, name in (("timesteps", "timesteps"), ("envs", "n_envs"), ("eval_every", "eval_every"),
+                      ("eval_patients", "eval_patients"), ("patience", "patience")):
+        v = getattr(args, opt)
+        if v is not None:
+            over[name] = v
+    try:
+        cfg = TrainConfig(**{**base.__dict__, **over}).validated()
+        res = train(cfg)
+    except TrainError as e:
+        raise UserError(str(e)) from None
+    val = res.card["validation"]["results"]
+    pol = val.get("policy") or {}
+    print(f"trained the {cfg.scene} policy in {res.seconds:.0f} s; kept the actor at {res.timesteps} steps"
+          + (" (stopped early)" if res.stopped_early else ""))
+    if pol:
+        base = {k: m for k, m in val.items() if k not in ("policy", "oracle")}
+        best = max(base, key=lambda k: base[k]["responder_rate"])
+        line = (f"validation responders: policy {pol['responder_rate']:.3f}, best baseline ({best}) "
+                f"{base[best]['responder_rate']:.3f}")
+        if "oracle" in val:
+            line += f", oracle {val['oracle']['responder_rate']:.3f}"
+        print(line)
+    print(f"wrote {res.out}: policy.npz, model.zip, vecnormalize.pkl, card.md, card.json")
+    return 0
