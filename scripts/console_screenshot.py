@@ -1,6 +1,6 @@
 """Make docs/images/console.png: a simulated session driven through the console in headless Chromium.
 
-    python docs/console_screenshot.py [--out docs/images/console.png] [--speed 30]
+    python scripts/console_screenshot.py [--out docs/images/console.png] [--speed 30]
 
 Starts ``python -m engine run --display none`` on the virtual patient, opens the printed URL in
 Debian's Chromium (Playwright), clicks through a therapist's session (take over, set levels,
