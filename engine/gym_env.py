@@ -1,5 +1,5 @@
-"""Registers ``ExposureTherapy-v0`` with gymnasium (importing this module does it, the
-gymnasium convention) and builds it with the scene's hierarchy — ``policy/`` cannot load
+"""Registers ``ExposureTherapy-v0`` with gymnasium (call :func:`register_gym_env`; importing
+does not register) and builds it with the scene's hierarchy — ``policy/`` cannot load
 hierarchies itself (it does not import ``scenes/``). See :mod:`policy.env` for the spec."""
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ def make_vec_env(n_envs: int = 64, scene: str = "heights", population: str | Non
     return ExposureVecEnv(scene_table(scene, hierarchy), n_envs, population=population, structure=structure, **kwargs)
 
 
-def register_envs() -> None:
+def register_gym_env() -> None:
+    """Make ``gym.make("ExposureTherapy-v0", scene=…)`` available. Safe to call twice."""
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point="engine.gym_env:make_env")
 
-
-register_envs()

@@ -8,7 +8,7 @@ live session exactly what it saw in training.
 
 Construction
     ``gym.make("ExposureTherapy-v0", scene="heights", population=None, structure=None)``
-    after ``import engine.gym_env`` (which registers the id and loads the scene's hierarchy:
+    after ``engine.gym_env.register_gym_env()`` (which registers the id and loads the scene's hierarchy:
     ``policy/`` does not import ``scenes/``), or directly
     ``ExposureTherapyEnv(table=SceneTable.from_hierarchy(load_hierarchy("heights")))``.
     Other kwargs: ``sessions``/``minutes`` (override the population's session plan — short

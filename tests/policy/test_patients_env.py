@@ -8,9 +8,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from engine.gym_env import make_vec_env
+from engine.gym_env import make_vec_env, register_gym_env
 from policy.observation import VECTOR_FIELDS
 from policy.sim.env import ENV_ID, ExposureTherapyEnv, SafetyShieldWrapper, action_to_delta
+
+register_gym_env()
 
 
 def short(**kw):
