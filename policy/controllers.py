@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from policy.errors import PolicyError
 from policy.observation import Observation
 
 
-class ControllerError(Exception):
+class ControllerError(PolicyError):
     """A controller that cannot be built or returned a malformed proposal."""
 
 

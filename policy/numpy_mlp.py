@@ -18,14 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from policy.errors import PolicyError
+
 BUNDLE_VERSION = 1
+
 _ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0.0),
 }
 
 
-class BundleError(Exception):
+class BundleError(PolicyError):
     """A policy bundle that cannot be read or does not fit this software."""
 
 

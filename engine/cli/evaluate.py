@@ -6,11 +6,11 @@ import json
 import os
 import sys
 
-from engine.gym_env import scene_table
-from policy.controllers import ControllerError, controller_names
-from policy.sim.evaluate import EvaluationError, evaluate, format_table
-from policy.sim.patient.population import STRUCTURES, PopulationError, load_population
-from scenes.hierarchy import SCENES, HierarchyError
+from engine.cli.common import UserError
+from scenes.hierarchy import SCENES
+
+#: the model structures (policy/sim/patient/population.py STRUCTURES; named here so --help stays light)
+STRUCTURE_HELP = "a model structure name (see the virtual-patient docs) or all"
 
 
 def register(subparsers) -> None:
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: which patients (default 0)")
     p.add_argument("--population", default=None, help="a population TOML file (default: the shipped one)")
     p.add_argument("--structure", default=None,
-                   help=f"model structure: {', '.join(STRUCTURES)} or all (default: the population's)")
+                   help=f"{STRUCTURE_HELP} (default: the population's)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -37,7 +37,11 @@ def register(subparsers) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from engine.cli import UserError
+    from engine.gym_env import scene_table
+    from policy.controllers import ControllerError, controller_names
+    from policy.sim.evaluate import EvaluationError, evaluate, format_table
+    from policy.sim.patient.population import STRUCTURES, PopulationError, load_population
+    from scenes.hierarchy import HierarchyError
 
     names = [n.strip() for n in args.controllers.split(",") if n.strip()]
     if not names:

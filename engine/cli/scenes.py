@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cli import UserError
+from engine.cli.common import UserError
 from scenes.hierarchy import SCENES, HierarchyError, load_hierarchy
 
 WARMUP_FRAMES = 8

@@ -9,12 +9,7 @@ import math
 import sys
 import time
 
-import numpy as np
-
-from engine.sources import SOURCE_HANDLERS
 from sensors.errors import SensorError
-from sensors.features import FeatureBank
-from sensors.source import open_source
 
 
 def register(sub) -> None:
@@ -64,6 +59,12 @@ def _num(x: float) -> float | None:
 
 
 def cmd_stream(args) -> int:
+    import numpy as np
+
+    from engine.sources import SOURCE_HANDLERS
+    from sensors.features import FeatureBank
+    from sensors.source import open_source
+
     if args.count < 0:
         raise SensorError("--count must be 0 (no limit) or positive")
     _quiet_bleak()

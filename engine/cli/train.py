@@ -27,11 +27,13 @@ def register(subparsers) -> None:
 
 
 def cmd_train(args) -> int:
-    from engine.cli import UserError
+    from engine.cli.common import UserError
+    from engine.gym_env import scene_table
     from policy.train.trainer import TrainConfig, TrainError, defaults_for, train
 
     base = defaults_for(args.scene)
-    over = {"scene": args.scene, "seed": args.seed, "population": args.population, "out": args.out,
+    over = {"scene_table": scene_table(args.scene), "scene": args.scene, "seed": args.seed,
+            "population": args.population, "out": args.out,
             "progress": not args.no_progress}
     for opt, name in (("timesteps", "timesteps"), ("envs", "n_envs"), ("eval_every", "eval_every"),
                       ("eval_patients", "eval_patients"), ("patience", "patience")):

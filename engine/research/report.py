@@ -4,7 +4,7 @@ Plots are drawn with matplotlib (the Agg renderer, no display, no global pyplot 
 embedded as base64 PNG, so the page needs no other file and no network. It shows heart rate
 against the resting baseline with signal losses and shield interventions, intensity and level
 with who changed them, SUDS ratings, a timeline of commands and events, and the summary numbers
-(:func:`engine.session.summarize`).
+(:func:`engine.store.summary.summarize`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from bisect import bisect_right
 from pathlib import Path
 
 from engine.research.replay import SessionLog, load_log
-from engine.session.live import summarize
 from engine.store.files import StoreError
+from engine.store.summary import summarize
 
 SHIELD_COLOR = "#c62828"
 THERAPIST_COLOR = "#1565c0"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from engine.errors import ExposureError
+
 COMMAND_TYPES = ("stop", "pause", "resume", "hold", "auto", "manual", "set_level",
                  "set_intensity", "suds", "ask_suds", "event", "annotate")
 EVENT_KINDS = ("gust", "surge", "noise")
@@ -19,7 +21,9 @@ FIELDS = {"set_level": ("level",), "set_intensity": ("intensity",), "suds": ("va
           "event": ("kind",), "annotate": ("text",)}
 
 
-class CommandError(ValueError):
+
+
+class CommandError(ExposureError, ValueError):
     """A command that is malformed; the message says what is wrong."""
 
 

@@ -7,133 +7,36 @@ The Panda3D runner builds the same :class:`Session` and calls :meth:`Session.ste
 from __future__ import annotations
 
 import logging
-import math
 import platform
-import re
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine import __version__
 from engine.session.clock import make_clock
 from engine.session.commands import Command
+from engine.session.config import (  # noqa: F401  (re-exported: the session's settings)
+    DISPLAYS,
+    ConfigError,
+    SessionConfig,
+    default_controller,
+    default_sessions_dir,
+    parse_console,
+    parse_duration,
+    parse_speed,
+)
 from engine.session.core import CoreConfig, SessionCore
 from engine.sources import SOURCE_HANDLERS
-from engine.store.files import SessionWriter, StoreError, validate_patient
+from engine.store.files import SessionWriter, StoreError
 from policy import step as session_step
-from policy.controllers import ControllerError, controller_names, make_controller
+from policy.controllers import ControllerError, make_controller
 from policy.shield import SafetyShield
-from scenes.hierarchy import SCENES, HierarchyError, load_hierarchy
+from scenes.hierarchy import HierarchyError, load_hierarchy
 from sensors.errors import SensorError
 from sensors.source import Exposure, HRSource, open_source
 
 log = logging.getLogger(__name__)
 
-DISPLAYS = ("auto", "window", "headset", "offscreen", "none")
 SIM_SUDS_DELAY_S = session_step.SUDS_DELAY_S
-
-
-class ConfigError(ValueError):
-    """A session setting that cannot be used; the message names the option."""
-
-
-def default_controller() -> str:
-    names = controller_names(live_only=True)
-    for pref in ("policy", "suds", "ladder"):
-        if pref in names:
-            return pref
-    return names[0]
-
-
-def default_sessions_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("exposure", appauthor=False)) / "sessions"
-
-
-_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """'45m', '90s', '1.5h' or plain seconds → seconds."""
-    m = _DUR.match(str(text))
-    if not m:
-        raise ConfigError(f"--duration {text!r} is not a duration: use e.g. 45m, 90s or 1h")
-    v = float(m.group(1))
-    unit = m.group(2) or "s"
-    secs = v * {"h": 3600, "m": 60, "min": 60, "s": 1}[unit]
-    if secs <= 0:
-        raise ConfigError("--duration must be positive")
-    return secs
-
-
-def parse_speed(text: str) -> str:
-    t = str(text).strip().lower()
-    if t == "max":
-        return t
-    try:
-        v = float(t.rstrip("x"))
-    except ValueError:
-        raise ConfigError(f"--speed {text!r}: use 1, a factor like 10, or max") from None
-    if not v > 0 or not math.isfinite(v):
-        raise ConfigError("--speed must be positive")
-    return f"{v:g}"
-
-
-def parse_console(text: str) -> tuple[str, int] | None:
-    t = str(text).strip()
-    if t.lower() == "off":
-        return None
-    host, sep, port = t.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", t
-    try:
-        p = int(port)
-    except ValueError:
-        raise ConfigError(f"--console {text!r}: use HOST:PORT, PORT or off") from None
-    if not 0 <= p <= 65535:
-        raise ConfigError(f"--console port {p} is out of range")
-    return (host or "127.0.0.1").strip("[]"), p
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    scene: str = "heights"
-    sensor: str = "sim://"
-    controller: str = ""
-    display: str = "none"
-    duration_s: float = 45 * 60.0
-    speed: str = "1"
-    patient: str = "anon"
-    sessions_dir: Path = field(default_factory=default_sessions_dir)
-    console: tuple[str, int] | None = None
-    seed: int = 0
-    hierarchy: str | None = None  # a therapist's own hierarchy file; default: the scene's
-    tick_s: float = 0.25  # headless tick; a rendered session ticks once per frame
-    lsl: bool = False
-
-    def validated(self) -> SessionConfig:
-        if self.scene not in SCENES:
-            raise ConfigError(f"unknown scene {self.scene!r}: choose {' or '.join(SCENES)}")
-        if self.display not in DISPLAYS:
-            raise ConfigError(f"unknown display {self.display!r}: choose one of {', '.join(DISPLAYS)}")
-        try:
-            validate_patient(self.patient)
-        except StoreError as e:
-            raise ConfigError(f"--patient: {e}") from None
-        ctl = self.controller or default_controller()
-        names = controller_names()
-        if ctl not in names:
-            raise ConfigError(f"unknown controller {ctl!r}: choose one of {', '.join(controller_names(True))}")
-        if ctl not in controller_names(live_only=True):
-            raise ConfigError(f"controller {ctl!r} is for evaluation only (it sees hidden state)")
-        parse_speed(self.speed)
-        if not self.duration_s > 0:
-            raise ConfigError("--duration must be positive")
-        return SessionConfig(**{**self.__dict__, "controller": ctl})
-
 
 class Session:
     """The pieces of one session, built from a validated config."""
@@ -283,33 +186,3 @@ class Session:
 
 def _takes_scene(name: str) -> bool:
     return name == "policy"
-
-
-def summarize(path: Path) -> dict:
-    """What happened in a session, from its log: for the demo and for reports."""
-    from engine.store.files import SessionReader
-
-    with SessionReader(path) as r:
-        info = r.info()
-        feats = r.records("features")
-        decisions = r.records("decisions")
-        shield = [e for e in r.records("events") if e["kind"] == "shield"]
-        suds = r.records("suds")
-        scene = r.records("scene")
-    hr = [f["hr"] for f in feats if f["hr"] is not None and not f["lost"]]
-    base = next((f["baseline"] for f in reversed(feats) if f["baseline"] is not None), None)
-    levels = [s["level"] for s in scene]
-    names = info.meta.get("hierarchy", {}).get("levels", [])
-    top = max(levels) if levels else 0
-    who = Counter((d["who"], d["reason"]) for d in decisions if d["target_before"] != d["target_after"])
-    return {
-        "id": info.id, "path": str(info.path), "patient": info.meta.get("patient"),
-        "scene": info.meta.get("scene"), "controller": info.meta.get("controller"),
-        "duration_s": info.duration_s, "samples": info.counts.get("samples", 0),
-        "baseline_hr": base, "peak_hr": max(hr) if hr else None,
-        "top_level": top, "top_level_name": names[top][0] if top < len(names) else None,
-        "final_level": levels[-1] if levels else 0,
-        "changes": [{"who": w, "reason": r, "count": n} for (w, r), n in who.most_common()],
-        "shield_interventions": len(shield), "suds": [(s["t"], s["value"]) for s in suds],
-        "ended": info.meta.get("end_reason") or "incomplete",
-    }

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import ExposureError
+
 SCHEMA_VERSION = 1
 SUFFIX = ".session"
 PATIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -50,6 +52,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
               ("paused", "INTEGER"), ("behaviour", "TEXT")),
 }
 KINDS = tuple(TABLES)
+
 log = logging.getLogger(__name__)
 #: columns never NULL in a healthy file; a row lacking one (or holding a value of the wrong
 #: type anywhere) comes from a damaged page and is left out by SessionReader, counted
@@ -66,7 +69,7 @@ REQUIRED: dict[str, frozenset[str]] = {
 _PYTYPES = {"REAL": (int, float), "INTEGER": (int,), "TEXT": (str,)}
 
 
-class StoreError(Exception):
+class StoreError(ExposureError):
     """A session file or directory that cannot be used; the message says how to fix it."""
 
 

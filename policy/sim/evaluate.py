@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policy.controllers import Controller, make_controller
+from policy.errors import PolicyError
 from policy.shield import SafetyShield
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import STRUCTURES, Population
@@ -45,7 +46,7 @@ HIGHER_BETTER = {"responder_rate": True, "bat_steps_post": True, "top_suds_post"
                  "vr_minutes": None}
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PolicyError, ValueError):
     """Bad evaluation settings; the message names the option."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from policy.errors import PolicyError
 from policy.numpy_mlp import export_bundle, load_bundle
 from policy.observation import OBS_VERSION
 
@@ -40,7 +41,7 @@ VALIDATION_SEED = 90_001
 BASELINES = ("ladder", "suds", "hr-band", "hr-pid")
 
 
-class TrainError(ValueError):
+class TrainError(PolicyError, ValueError):
     """A training setting that cannot be used; the message names the option."""
 
 
@@ -73,6 +74,9 @@ class TrainConfig:
     threads: int = 1
     final_eval: bool = True  # evaluate the kept actor per structure for the card
     env_kwargs: dict = field(default_factory=dict)
+    #: the scene's SceneTable (``engine.gym_env.scene_table``): built by the caller from the
+    #: scene's hierarchy, because ``policy/`` does not import ``scenes/``
+    scene_table: object | None = field(default=None, compare=False, repr=False)
 
     def validated(self) -> TrainConfig:
         if self.scene not in SCENES:
@@ -124,14 +128,14 @@ def defaults_for(scene: str) -> TrainConfig:
 # --------------------------------------------------------------------------- env plumbing
 def _world(cfg: TrainConfig):
     from policy.sim.patient.population import PopulationError, load_population
-    from policy.sim.patient.scene_table import SceneTable
-    from scenes.hierarchy import load_hierarchy
 
     try:
         pop = load_population(cfg.population)
     except PopulationError as e:
         raise TrainError(f"--population: {e}") from None
-    return pop, SceneTable.from_hierarchy(load_hierarchy(cfg.scene))
+    if cfg.scene_table is None:
+        raise TrainError("training needs the scene's table: TrainConfig(scene_table=engine.gym_env.scene_table(scene))")
+    return pop, cfg.scene_table
 
 
 def make_training_env(cfg: TrainConfig):

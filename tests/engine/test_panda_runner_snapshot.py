@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.cli import UserError
+from engine.cli.common import UserError
 from engine.cli.scenes import parse_intensities, parse_size
 
 

@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from engine.session.live import summarize
+from engine.store.summary import summarize
 from tests.conftest import run_cli
 from tests.engine.research_sessions import record
 

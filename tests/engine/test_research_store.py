@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.research.replay import ReplayError, load_log, rederive
-from engine.session.live import summarize
 from engine.store.files import SCHEMA_VERSION, SessionReader, StoreError
+from engine.store.summary import summarize
 from tests.conftest import run_cli
 from tests.engine.research_sessions import record
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.gym_env import scene_table
 from policy.learned import LearnedController
 from policy.observation import VECTOR_FIELDS, empty_observation
 from policy.train.trainer import TrainConfig, TrainError, train
@@ -29,7 +30,8 @@ def tiny(tmp_path_factory):
     pop = d / "short.toml"
     pop.write_text(SHORT_COURSE)
     out = d / "out"
-    cfg = TrainConfig(scene="crowds", timesteps=1024, n_envs=16, n_sub=2, n_steps=32, batch_size=256, n_epochs=1,
+    cfg = TrainConfig(scene="crowds", scene_table=scene_table("crowds"),
+                      timesteps=1024, n_envs=16, n_sub=2, n_steps=32, batch_size=256, n_epochs=1,
                       eval_every=512, eval_patients=6, card_patients=3, out=out, progress=False, seed=5,
                       population=str(pop))
     logs: list[str] = []

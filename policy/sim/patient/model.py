@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from policy.errors import PolicyError
 from policy.sim.patient import noise
 from policy.sim.patient.population import STRUCTURES, Population
 from policy.sim.patient.scene_table import FEATURES, felt, scene_weights
@@ -47,7 +48,7 @@ N_UNIFORM = 13  # 5 uniforms + 4 pairs → fear, look, hr, bpm, rr0, rr1, rr2 (+
 CH_SECOND, CH_SUDS, CH_DROP, CH_SCENE = 0x5EC, 0x5D5, 0xD80, 0x5CE
 
 
-class ModelError(ValueError):
+class ModelError(PolicyError, ValueError):
     """Bad arguments to the model (unknown structure, scene or sensor)."""
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import betaincinv, ndtri
 
+from policy.errors import PolicyError
 from policy.sim.patient import noise
-from sensors.errors import SensorError
 
 STRUCTURES = ("full", "habituation-only", "inhibitory-flat", "no-sensitisation", "abrupt-no-transfer")
 SENSORS = ("chest", "optical")
@@ -37,7 +37,7 @@ _DIST_FIELDS = {
 _OPTIONAL = ("min", "max")
 
 
-class PopulationError(SensorError):
+class PopulationError(PolicyError):
     """A population file that cannot be used; the message names the file and the field."""
 
 

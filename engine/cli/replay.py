@@ -1,17 +1,13 @@
-"""Researcher commands: ``exposure replay`` (re-derive, counterfactual, re-enact) and
-``exposure report``. ``export --all`` lives in the spine's export command (engine/dataset.py)."""
+"""``exposure replay``: re-derive a session's decisions, run a counterfactual, or re-enact it."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
-from engine.cli import UserError, _sessions_dir_arg, sessions_dir
-from engine.session.live import parse_duration, parse_speed
-from engine.store.files import find_session
+from engine.cli.common import UserError, sessions_dir, sessions_dir_arg, warn
 
 
 def register(sub) -> None:
@@ -34,21 +30,13 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="folder for results: replay.json, or counterfactual.csv and counterfactual.png")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    _sessions_dir_arg(p)
+    sessions_dir_arg(p)
     p.set_defaults(func=cmd_replay)
-
-    r = sub.add_parser("report", help="a self-contained HTML report of a session",
-                       description="Write one HTML page (plots embedded as PNG) a therapist can file: HR "
-                                   "with baseline, intensity and level, SUDS, commands and events, shield "
-                                   "interventions and summary numbers.")
-    r.add_argument("session", help="session id (or unique prefix, or path)")
-    r.add_argument("--out", type=Path, required=True, help="the HTML file to write")
-    r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    _sessions_dir_arg(r)
-    r.set_defaults(func=cmd_report)
 
 
 def _from_seconds(text: str) -> float:
+    from engine.session.config import parse_duration
+
     t = str(text).strip()
     if t in ("0", "0s", ""):
         return 0.0
@@ -69,19 +57,16 @@ def _out_dir(out: Path | None) -> Path | None:
     return out
 
 
-def _problems(problems: list[str]) -> None:
-    for p in problems:
-        print(f"exposure: warning: {p}", file=sys.stderr)
-
-
 def cmd_replay(args) -> int:
     from engine.research.replay import load_log
+    from engine.session.config import parse_speed
+    from engine.store.files import find_session
 
     path = find_session(sessions_dir(args), args.session)
     t_from = _from_seconds(args.from_)
     speed = parse_speed(args.speed)
     log = load_log(path)
-    _problems(log.problems)
+    warn(log.problems)
     if args.display != "none":
         return _rendered(args, log, t_from, speed)
     if args.controller:
@@ -283,13 +268,3 @@ def _overlay(runner, rs) -> None:
         return task.cont
 
     runner.tm.add(update, "replay-overlay", sort=5)
-
-
-def cmd_report(args) -> int:
-    from engine.research.report import write_report
-
-    path = find_session(sessions_dir(args), args.session)
-    out = write_report(path, args.out, force=args.force)
-    print(f"report: {out}")
-    return 0
-

@@ -1,0 +1,29 @@
+"""``exposure report``: a self-contained HTML report of a session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.cli.common import sessions_dir, sessions_dir_arg
+
+
+def register(sub) -> None:
+    r = sub.add_parser("report", help="a self-contained HTML report of a session",
+                       description="Write one HTML page (plots embedded as PNG) a therapist can file: HR "
+                                   "with baseline, intensity and level, SUDS, commands and events, shield "
+                                   "interventions and summary numbers.")
+    r.add_argument("session", help="session id (or unique prefix, or path)")
+    r.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    sessions_dir_arg(r)
+    r.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from engine.research.report import write_report
+    from engine.store.files import find_session
+
+    path = find_session(sessions_dir(args), args.session)
+    out = write_report(path, args.out, force=args.force)
+    print(f"report: {out}")
+    return 0
