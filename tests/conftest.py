@@ -44,3 +44,14 @@ def cli():
 
 def load_json(text: str):
     return json.loads(text)
+
+
+@pytest.fixture
+def pty_device(tmp_path):
+    """A serial HR device on a pseudo-terminal, published at a stable link (``.link``), plugged."""
+    from tests.sensors.serial_device import PtyDevice
+
+    d = PtyDevice(tmp_path / "ttyHR0")
+    d.plug()
+    yield d
+    d.close()

@@ -12,16 +12,7 @@ import pytest
 from sensors.errors import SourceURLError
 from sensors.reconnect import Backoff
 from sensors.source import open_source
-from tests.sensors.serial_device import PtyDevice
 from tests.sensors.waveforms import synthetic
-
-
-@pytest.fixture
-def device(tmp_path):
-    d = PtyDevice(tmp_path / "ttyACM0")
-    d.plug()
-    yield d
-    d.close()
 
 
 async def _run(src, n, on_event=None, timeout=60.0):
@@ -50,16 +41,16 @@ def _when_connected(write):
 
 
 @pytest.mark.parametrize("kind,bpm", [("ecg", 62), ("ecg", 128), ("ppg", 75), ("ppg", 150)])
-def test_waveform_recovers_the_true_rate(device, kind, bpm):
+def test_waveform_recovers_the_true_rate(pty_device, kind, bpm):
     fs = 250
     x, beats = synthetic(kind, bpm, 40, fs=fs, seed=bpm)
     lines = "".join(f"{v:.4f}\r\n" for v in x).encode()
 
     def write():
         for i in range(0, len(lines), 4096):
-            device.write(lines[i:i + 4096])
+            pty_device.write(lines[i:i + 4096])
 
-    src = open_source(f"serial://{device.link}?format=waveform&fs={fs}&signal={kind}")
+    src = open_source(f"serial://{pty_device.link}?format=waveform&fs={fs}&signal={kind}")
     n = int(30 * bpm / 60)
     got = asyncio.run(_run(src, n, _when_connected(write)))
     assert len(got) == n and src.rejected == {}
@@ -86,15 +77,15 @@ def _writer_ok(fn):
     return run
 
 
-def test_line_format_junk_and_binary_noise_are_rejected(device):
+def test_line_format_junk_and_binary_noise_are_rejected(pty_device):
     lines = [b"72\r\n", b"\xff\xfe\x00\x01\r\n", b"73.5\n", b"\r\n", b"fast\r\n", b"0\r\n", b"74\r\n",
              b"x" * 2000 + b"\r\n", b"75\r\n"]
 
     def write():
         for ln in lines:
-            device.write(ln)
+            pty_device.write(ln)
 
-    src = open_source(f"serial://{device.link}?format=line&baud=9600")
+    src = open_source(f"serial://{pty_device.link}?format=line&baud=9600")
     got = asyncio.run(_run(src, 4, _when_connected(write)))
     assert [s.bpm for s in got] == [72.0, 73.5, 74.0, 75.0]
     assert all(s.rr_ms == () and s.contact is None for s in got)
@@ -126,20 +117,20 @@ def test_socket_url(tmp_path):
     assert src.rejected == {"not-a-number": 1}
 
 
-def test_reopen_after_unplug(device):
+def test_reopen_after_unplug(pty_device):
     evs = []
     sent = iter(range(60, 90))
 
     def write():
-        device.line(str(next(sent)))
-        device.line(str(next(sent)))
+        pty_device.line(str(next(sent)))
+        pty_device.line(str(next(sent)))
 
     def on_event(ev):
         evs.append(ev)
         if ev.kind == "connected":
             threading.Thread(target=write, daemon=True).start()
 
-    src = open_source(f"serial://{device.link}?format=line")
+    src = open_source(f"serial://{pty_device.link}?format=line")
     done = []
 
     async def go():
@@ -149,9 +140,9 @@ def test_reopen_after_unplug(device):
             async for s in it:
                 done.append(s.bpm)
                 if len(done) % 2 == 0 and len(done) < 6:
-                    await asyncio.to_thread(device.unplug)
+                    await asyncio.to_thread(pty_device.unplug)
                     await asyncio.sleep(0.3)
-                    await asyncio.to_thread(device.plug)
+                    await asyncio.to_thread(pty_device.plug)
                 if len(done) >= 6:
                     break
         finally:

@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.engine.sensors_cli_helpers import StreamChild
-from tests.sensors.serial_device import PtyDevice
 
 JUNK = ["hello", "72;833", "", "\x1b[2J", "NaN,800", "999,300", "72,12"]
 WHY = ["not-a-number", "not-a-number", "empty", "binary", "not-a-number", "impossible-bpm", "impossible-rr"]
 
 
-@pytest.fixture
-def device(tmp_path):
-    d = PtyDevice(tmp_path / "ttyHR0")
-    d.plug()
-    yield d
-    d.close()
 
-
-def test_stream_csv_across_unplugs(device, capsys):
-    child = StreamChild("sensors", "stream", f"serial://{device.link}?baud=115200&format=csv", "--count", "40",
+def test_stream_csv_across_unplugs(pty_device, capsys):
+    child = StreamChild("sensors", "stream", f"serial://{pty_device.link}?baud=115200&format=csv", "--count", "40",
                         "--json")
     sent: list[tuple[float, list[float]]] = []
     comebacks = []
@@ -39,19 +29,19 @@ def test_stream_csv_across_unplugs(device, capsys):
                 if len(sent) >= 40:
                     break
                 bpm, rr = 60 + (i * 5) % 70, [round(60000 / (60 + (i * 5) % 70) + k * 3.5, 1) for k in range(i % 3)]
-                device.line(",".join([f"{bpm}", *(f"{r}" for r in rr)]))
+                pty_device.line(",".join([f"{bpm}", *(f"{r}" for r in rr)]))
                 sent.append((float(bpm), rr))
-                device.line(JUNK[i % len(JUNK)])
+                pty_device.line(JUNK[i % len(JUNK)])
                 i += 1
             if len(sent) >= 40:
                 break
             n = len(sent)
             # everything sent has been read (samples and rejections) before the cable is pulled
             child.wait_for(lambda n=n: len(child.samples) >= n and child.count("rejected") >= n)
-            device.unplug()
+            pty_device.unplug()
             child.wait_for(lambda c=cycle: child.count("disconnected") > c)
             time.sleep(0.6)  # unplugged for a while: reopening fails meanwhile
-            device.plug()
+            pty_device.plug()
             t_plug = time.monotonic()
         rc = child.finish(60)
     finally:
