@@ -1,4 +1,4 @@
-"""The learned policy against the baselines and the oracle: the README's results table.
+"""The learned policy against the baselines and the oracle: the results page's table (docs/results.md).
 
     python bench/bench_policy.py [--patients 1000] [--structure-patients 200] [--seed 777]
                                  [--scenes heights,crowds] [--skip main,structures,optical]

@@ -99,7 +99,7 @@ class LearnedController(Controller):
             # Asking interrupts immersion. A minimum interval between questions is available
             # (evaluator and live alike), but off by default: the shipped policies were trained
             # without it and lean on SUDS as their fear signal — with 60 s they became far less
-            # safe (README, "The learned policy"). Retraining with a price on questions is open.
+            # safe (the manual, docs/policy.md). Retraining with a price on questions is open.
             ask = ask & (np.asarray(obs.suds_age) >= self.min_suds_interval_s)
         reason = act[:, 0] * 2 + (np.asarray(ask, dtype=int) if self.ask_suds else 0)
         if len(x) == 1:

@@ -4,7 +4,7 @@
 returns a :class:`~engine.console.server.ConsoleHandle` (``.url``, ``.token``, ``.stop()``).
 Nothing is imported until it is called: the web stack is loaded only when a console runs.
 
-Security model (see docs/readme/70-console.md):
+Security model (see the manual, docs/console.md):
 
 * one random token per session (``secrets.token_urlsafe(32)``) or ``EXPOSURE_CONSOLE_TOKEN``;
 * every API route, the OpenAPI document and the WebSocket need it (``Authorization: Bearer``;

@@ -6,7 +6,7 @@ default), so a SIGKILL loses at most the last second. The file is created with m
 WAL and shared-memory files inherit that mode from SQLite) in a directory of mode 0700, and
 holds a pseudonymous patient id only.
 
-Tables (time ``t`` in seconds from session start; see README "Session files" for columns):
+Tables (time ``t`` in seconds from session start; see the manual, docs/sessions.md, for columns):
 meta, samples, features, decisions, commands, suds, events, scene.
 """
 

@@ -3,7 +3,7 @@ random numbers, over a course of sessions; outcomes a clinician would accept.
 
 All controllers run side by side in one vectorised batch (lanes = controllers × patients) on
 the dynamics of :mod:`policy.step` — exactly what a live headless session does — and the
-model of :mod:`policy.sim.patient.model`. Metrics (per controller; see the README fragment):
+model of :mod:`policy.sim.patient.model`. Metrics (per controller; see the manual, docs/patients.md):
 
   responder_rate           share of patients who completed the course and whose fear at the top
                            step of the post-course approach test is at most half of that before
