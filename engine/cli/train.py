@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 
@@ -32,7 +33,7 @@ def cmd_train(args) -> int:
     from policy.train.trainer import TrainConfig, TrainError, defaults_for, train
 
     base = defaults_for(args.scene)
-    over = {"scene_table": scene_table(args.scene), "scene": args.scene, "seed": args.seed,
+    over = {"scene": args.scene, "seed": args.seed,
             "population": args.population, "out": args.out,
             "progress": not args.no_progress}
     for opt, name in (("timesteps", "timesteps"), ("envs", "n_envs"), ("eval_every", "eval_every"),
@@ -42,6 +43,7 @@ def cmd_train(args) -> int:
             over[name] = v
     try:
         cfg = TrainConfig(**{**base.__dict__, **over}).validated()
+        cfg = dataclasses.replace(cfg, scene_table=scene_table(cfg.scene))
         res = train(cfg)
     except TrainError as e:
         raise UserError(str(e)) from None
