@@ -376,6 +376,10 @@ class Runner:
                     **self.headset.stats(), "system": self.headset.system_name, "errors": self.headset.errors,
                     "profile": self.headset.actions.current_profile(),
                     "safety_exits": self.controls.counts["safety_exit"], "suds_given": self.controls.counts["suds"]}))
+            try:  # swapchains and session go while Panda3D's GL context (the runtime's, too) still exists
+                self.headset.close()
+            except Exception as e:  # noqa: BLE001 — closing the headset must not lose the log
+                log.warning("closing the headset: %s", e)
         self.tm.remove(self._task)
         self.stage.destroy()
         self.audio.close()

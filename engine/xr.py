@@ -298,7 +298,10 @@ class XrHeadset:
         return frame_stats(self.display_times, self.frame_period_ns, self.frames_rendered, self.frames_skipped)
 
     def close(self) -> None:
+        """Destroy swapchains, session and instance; safe to call twice."""
         xr = self.xr
+        if self.instance is None:
+            return
         self.actions.close()
         for sc in self.swapchains:
             xr.destroy_swapchain(sc)

@@ -1,6 +1,6 @@
 """The patient's hands: OpenXR actions for a SUDS dial and a safety exit.
 
-Four actions in one action set, with suggested bindings for the common controller profiles
+Five actions in one action set, with suggested bindings for the common controller profiles
 (the runtime picks the profile of the controllers the patient holds):
 
 ============  ==========================  ============================  =====================  =========================
@@ -94,6 +94,7 @@ class PatientControls:
         self._axis_armed = True
         self._exit_since: float | None = None
         self._exit_fired = False
+        self._answered = False
         self.counts = {"suds": 0, "safety_exit": 0}
 
     @property
@@ -113,7 +114,9 @@ class PatientControls:
                 out.append({"type": "pause"})
         else:
             self._exit_since, self._exit_fired = None, False
-        if suds_pending and self.value is None:
+        if not suds_pending:
+            self._answered = False
+        if suds_pending and self.value is None and not self._answered:
             self.value = 50 if self.last_given is None else self.last_given
         if not suds_pending and self.value is not None and not self.volunteering:
             self.value = None  # answered elsewhere (keyboard, therapist) or withdrawn
@@ -132,6 +135,7 @@ class PatientControls:
                 out.append({"type": "suds", "value": float(self.value)})
                 self.counts["suds"] += 1
                 self.last_given, self.value, self.volunteering = self.value, None, False
+                self._answered = True  # until the core has taken it (the question is no longer pending)
         if abs(a.suds_axis) <= AXIS_OFF:
             self._axis_armed = True
         self._prev = a
