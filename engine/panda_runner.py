@@ -228,6 +228,7 @@ class Runner:
             stereo = StereoRig(self.host, self.headset, self.headset.eye_size, to_ram=False)
             self.headset.attach(self.host, stereo)
             self.controls = PatientControls()
+            self.last_actions = None  # the patient's action states last frame (for tests and the log)
             mirror_left_eye(self.host, stereo)
         self.stereo = stereo
         self.frames = 0
@@ -297,6 +298,7 @@ class Runner:
             hs.errors += 1
             log.warning("headset actions: %s", e)
             return
+        self.last_actions = frame
         for cmd in self.controls.update(frame, core.suds_pending_since is not None):
             try:
                 core.push_command(cmd, origin="patient")

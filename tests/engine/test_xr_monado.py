@@ -138,3 +138,100 @@ def test_stopping_pauses_to_the_calm_scene_in_that_frame_and_holds_the_intensity
     modes = details(log["events"], "mode")
     assert (stopping[0], {"from": "manual", "to": "paused", "by": "system"}) in modes
     assert [e["state"] for _, e in hs][-2:] == ["IDLE", "EXITING"]
+
+
+class Qwerty:
+    """Monado's qwerty driver: two KHR simple controllers driven by mouse buttons on its debug
+    window (left button: select, middle: menu; holding left Ctrl points them at the left hand).
+    Presses are paced by the app's frames (the scenario's ``frame`` file), never by wall time."""
+
+    def __init__(self, display: str, folder, proc):
+        self.display, self.folder, self.proc = display, folder, proc
+        self.win = None
+
+    def xdo(self, *args: str) -> None:
+        subprocess.run(["xdotool", *args], check=True, timeout=30, env={"DISPLAY": self.display})
+
+    def frame(self) -> dict | None:
+        try:
+            return json.loads((self.folder / "frame").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def wait(self, until, max_frames: int = 400) -> dict:
+        """Let the app run until ``until(frame)`` holds, for at most ``max_frames`` of its frames."""
+        start = None
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the scenario ended early: {self.proc.stderr.read()[-3000:]}")
+            f = self.frame()
+            if f is not None:
+                start = f["frame"] if start is None else start
+                if until(f):
+                    return f
+                if f["frame"] - start > max_frames:
+                    raise AssertionError(f"gave up after {max_frames} frames; last {f}")
+            try:
+                self.proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def frames(self, n: int) -> dict:
+        f0 = self.wait(lambda f: True)["frame"]
+        return self.wait(lambda f: f["frame"] >= f0 + n)
+
+    def open(self) -> None:
+        # SDL names its window class after the program (python3.x); Panda3D's window has none
+        out = subprocess.run(["xdotool", "search", "--class", "python"], capture_output=True, text=True,
+                             env={"DISPLAY": self.display}, timeout=30).stdout.split()
+        assert out, "no qwerty debug window"
+        self.win = out[0]
+        self.xdo("windowfocus", "--sync", self.win)
+        self.xdo("mousemove", "--window", self.win, "400", "100")  # clear of the app's own window
+        self.frames(2)
+
+    def press(self, button: str, left_hand: bool = False, until=None) -> dict:
+        if left_hand:
+            self.xdo("keydown", "ctrl")
+            self.frames(2)
+        self.xdo("mousedown", button)
+        f = self.wait(until) if until else self.frames(3)
+        self.xdo("mouseup", button)
+        if left_hand:
+            self.xdo("keyup", "ctrl")
+        return self.frames(3) if until is None else f
+
+
+@pytest.mark.skipif(not __import__("shutil").which("xdotool"), reason="needs xdotool (Debian: xdotool)")
+def test_suds_dial_and_safety_exit_through_openxr_actions_from_emulated_controllers(xdisplay, sessions_dir):
+    """End to end: qwerty controller buttons → OpenXR actions (KHR simple controller bindings) →
+    the dial → patient commands → the session core and its log."""
+    sessions_dir.mkdir(parents=True, exist_ok=True)
+    env = cli_env(**runtime_env(xdisplay, XRT_DEBUG_GUI="1", QWERTY_ENABLE="1"))
+    env.pop("SIMULATED_ENABLE")  # the qwerty HMD and its two controllers instead
+    proc = subprocess.Popen([sys.executable, "-m", "tests.engine.xr_scenario", "input", str(sessions_dir)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    q = Qwerty(xdisplay, sessions_dir, proc)
+    try:
+        q.wait(lambda f: f["state"] == "FOCUSED" and f["suds_pending"] and f["dial"] == 50, max_frames=10_000)
+        q.open()
+        dial = [q.press("1")["dial"] for _ in range(3)]  # right select ×3: up
+        dial.append(q.press("1", left_hand=True)["dial"])  # left select: down
+        assert dial == [55, 60, 65, 60]
+        f = q.press("2")  # right menu: give the rating
+        assert not f["suds_pending"] and f["dial"] is None
+        assert f["mode"] == "auto"
+        f = q.press("2", left_hand=True, until=lambda f: f["mode"] == "paused")  # left menu, held: safety exit
+        assert f["mode"] == "paused"
+        (sessions_dir / "stop").write_text("")
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    d = json.loads(out.strip().splitlines()[-1])
+    assert [(s["value"], s["origin"]) for s in d["suds"]] == [(60.0, "patient")]
+    log = read_log(d["path"])
+    cmds = [(c["type"], c["origin"], c["accepted"]) for c in log["commands"]]
+    assert ("suds", "patient", True) in cmds and ("pause", "patient", True) in cmds
+    assert ({"from": "auto", "to": "paused", "by": "patient"}) in [e for _, e in details(log["events"], "mode")]

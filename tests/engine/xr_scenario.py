@@ -16,6 +16,7 @@ xdotool. The scenario records the action states and the patient's commands each 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def run(kind: str, sessions_dir: Path) -> dict:
     hs = open_headset()
     session = Session(cfg, clock=SimClock() if speed != "1" else None)
     runner = Runner(session, "headset", stereo=hs)
+    if kind == "input":  # the emulated controllers answer for the patient, not sim://'s virtual patient
+        session.source.suds = lambda now: None
     core = session.core
     rec: list[dict] = []
     plan = {"raised_at": None, "exit_requested_at": None, "frame": 0}
@@ -51,8 +54,13 @@ def run(kind: str, sessions_dir: Path) -> dict:
     def after(task):  # after the step: what the frame ended with
         rec.append({"frame": plan["frame"], "t": core.t, "state": hs.lifecycle.state, "mode": core.arbiter.mode,
                     "intensity": core.intensity, "target": core.target, "showing": runner.stage.showing,
-                    "dial": runner.controls.value, "suds_pending": core.suds_pending_since is not None})
+                    "dial": runner.controls.value, "entry": runner.ui.entry,
+                    "actions": {k: v for k, v in vars(runner.last_actions).items() if k != "t" and v}
+                    if runner.last_actions is not None else {}, "suds_pending": core.suds_pending_since is not None})
         plan["frame"] += 1
+        if kind == "input":  # the test paces its presses by our frames, not by wall time
+            (sessions_dir / "frame.tmp").write_text(json.dumps(rec[-1]))
+            (sessions_dir / "frame.tmp").replace(sessions_dir / "frame")
         if kind == "input" and Path(sessions_dir / "stop").exists():
             core.push_command({"type": "stop"}, origin="test")
         if kind == "input" and hs.focused and not Path(sessions_dir / "focused").exists():
@@ -67,9 +75,19 @@ def run(kind: str, sessions_dir: Path) -> dict:
     try:
         reason = runner.run()
     finally:
+        if kind == "input":
+            # Monado's debug GUI (which the qwerty driver needs) crashes in its own thread at
+            # xrDestroyInstance (gui_prober_update); close the log and report, then leave at once.
+            session.close(reason)
+            print(json.dumps(result(reason, core, rec, plan, session)), flush=True)
+            os._exit(0)
         runner.close()
         hs.close()
         session.close(reason)
+    return result(reason, core, rec, plan, session)
+
+
+def result(reason, core, rec, plan, session) -> dict:
     return {"reason": reason, "end_reason": core.end_reason, "frames": rec, "plan": plan,
             "path": str(session.path), "suds": core.suds_history,
             "commands": [c for c in core.commands_recent]}
