@@ -286,11 +286,20 @@ class Runner:
         core, hs = self.core, self.headset
         for st in hs.poll(now):
             core.push_event("headset", state=st.state, previous=st.previous, reason=st.reason or None)
+            note = None
             if st.pause and not core.arbiter.paused and not core.arbiter.stopped:
                 try:
                     core.push_command({"type": "pause"}, origin="system")
                 except CommandError as e:  # a flood: counted by the core; say so, loudly
                     log.error("headset pause refused: %s", e)
+                note = f"headset: {st.reason}; paused to the calm place"
+            elif st.state == "FOCUSED" and hs.lifecycle.pauses:
+                note = "headset: the patient is back in the headset; resume when ready"
+            if note:  # the console lists it beside the pause, so the therapist sees why
+                try:
+                    core.push_command({"type": "annotate", "text": note}, origin="system")
+                except CommandError as e:
+                    log.warning("headset note refused: %s", e)
             log.info("headset: %s → %s%s", st.previous, st.state, f" ({st.reason})" if st.reason else "")
         try:
             frame = hs.read_actions(now)
