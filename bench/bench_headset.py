@@ -54,8 +54,9 @@ def run_scene(scene_name: str, frames: int) -> dict:
     host.body.setH(vp.heading)
     try:
         t0 = time.monotonic()
-        while not hs.focused:  # session creation happens in the first draw callback
+        while not hs.focused:  # the session is created in the first draw callback; frames take it to FOCUSED
             hs.poll(0.0)
+            rig.apply(0.0)
             host.render_frame()
             if time.monotonic() - t0 > 120 or hs.exit_requested:
                 raise SystemExit("bench: the runtime never reached FOCUSED")
