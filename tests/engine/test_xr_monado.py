@@ -131,13 +131,19 @@ def test_stopping_pauses_to_the_calm_scene_in_that_frame_and_holds_the_intensity
     assert at["target"] == pytest.approx(at["intensity"])  # the ramp is held where the patient left it
     assert all(r["intensity"] == pytest.approx(at["intensity"]) for r in frames[lost:])
     assert d["reason"].startswith("headset session ended")
+    # the console's patient-view mirror is the left eye, at the eye's size
+    assert d["mirror"]["size"] == [320, 240] and d["mirror"]["std"] > 0.05 and d["mirror"]["sky_blue"]
     log = read_log(d["path"])
     hs = details(log["events"], "headset")
-    stopping = next((t, e) for t, e in hs if e["state"] == "STOPPING")
-    assert "stopping" in stopping[1]["reason"]
+    # Monado walks the session down: FOCUSED → VISIBLE → SYNCHRONIZED → STOPPING → IDLE → EXITING;
+    # the pause comes with the first step out of FOCUSED, in the same tick as STOPPING
+    states = [e["state"] for _, e in hs]
+    assert states[5:] == ["VISIBLE", "SYNCHRONIZED", "STOPPING", "IDLE", "EXITING"]
+    t_lost, lost_ev = hs[5]
+    assert "lost input focus" in lost_ev["reason"]
+    assert {t for t, e in hs[5:8]} == {t_lost}
     modes = details(log["events"], "mode")
-    assert (stopping[0], {"from": "manual", "to": "paused", "by": "system"}) in modes
-    assert [e["state"] for _, e in hs][-2:] == ["IDLE", "EXITING"]
+    assert (t_lost, {"from": "manual", "to": "paused", "by": "system"}) in modes
 
 
 class Qwerty:

@@ -87,8 +87,22 @@ def run(kind: str, sessions_dir: Path) -> dict:
     return result(reason, core, rec, plan, session)
 
 
+def mirror(session) -> dict | None:
+    """Size and spread of the console's patient-view mirror (a PNG of the window: the left eye)."""
+    if not session.mirror_png:
+        return None
+    import numpy as np
+    from panda3d.core import PNMImage, StringStream
+
+    img = PNMImage()
+    img.read(StringStream(session.mirror_png))
+    px = np.array([[img.getXel(x, y) for x in range(0, img.getXSize(), 4)] for y in range(0, img.getYSize(), 4)])
+    return {"size": [img.getXSize(), img.getYSize()], "std": float(px.std()),
+            "sky_blue": bool(px[: px.shape[0] // 4, :, 2].mean() > px[: px.shape[0] // 4, :, 0].mean())}
+
+
 def result(reason, core, rec, plan, session) -> dict:
-    return {"reason": reason, "end_reason": core.end_reason, "frames": rec, "plan": plan,
+    return {"mirror": mirror(session), "reason": reason, "end_reason": core.end_reason, "frames": rec, "plan": plan,
             "path": str(session.path), "suds": core.suds_history,
             "commands": [c for c in core.commands_recent]}
 
