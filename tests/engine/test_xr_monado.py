@@ -7,6 +7,7 @@ Monado from ../shared/vendor). Each scenario runs in a child process.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -62,6 +63,7 @@ def disparity(left: np.ndarray, right: np.ndarray, rows: slice, span: int = 30) 
     return min(errs, key=errs.get)
 
 
+@pytest.mark.skipif(not __import__("shutil").which("xwd"), reason="needs xwd (Debian: x11-apps)")
 def test_headset_run_reaches_focused_renders_both_eyes_and_logs_the_headset(xdisplay, sessions_dir):
     """exposure run --display headset against Monado's real (XCB) compositor: both eyes on its
     window show the scene and differ by the eye offset; the run ends with exit 0; the log has the
@@ -156,7 +158,7 @@ class Qwerty:
         self.win = None
 
     def xdo(self, *args: str) -> None:
-        subprocess.run(["xdotool", *args], check=True, timeout=30, env={"DISPLAY": self.display})
+        subprocess.run(["xdotool", *args], check=True, timeout=30, env={**os.environ, "DISPLAY": self.display})
 
     def frame(self) -> dict | None:
         try:
@@ -189,7 +191,7 @@ class Qwerty:
     def open(self) -> None:
         # SDL names its window class after the program (python3.x); Panda3D's window has none
         out = subprocess.run(["xdotool", "search", "--class", "python"], capture_output=True, text=True,
-                             env={"DISPLAY": self.display}, timeout=30).stdout.split()
+                             env={**os.environ, "DISPLAY": self.display}, timeout=30).stdout.split()
         assert out, "no qwerty debug window"
         self.win = out[0]
         self.xdo("windowfocus", "--sync", self.win)

@@ -83,6 +83,8 @@ def runtime_env(display: str, compositor: str = "null", **extra) -> dict:
 
 def capture_window(display: str, name: str) -> bytes:
     """The window's pixels as an X Window Dump (xwd, from x11-apps)."""
+    if not shutil.which("xwd"):
+        raise RuntimeError("needs xwd (Debian: x11-apps)")
     p = subprocess.run(["xwd", "-silent", "-display", display, "-name", name], capture_output=True, timeout=30)
     if p.returncode != 0:
         raise RuntimeError(f"xwd -name {name!r}: {p.stderr.decode(errors='replace').strip()}")
