@@ -1,4 +1,6 @@
 """Scene cost, offscreen, in one run (python bench/bench_scenes.py [--frames N]).
+With ``--display headset``: the same question in the headset, against the OpenXR runtime's frame
+timing (bench/bench_headset.py).
 
 1. The crowd at intensity 1 against heights at intensity 0 (the reference): mean frame time,
    ratio (target ≤ 2×) and draw calls (target ≤ 60).
@@ -52,7 +54,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--size", default="960x720")
+    ap.add_argument("--display", default="offscreen", choices=("offscreen", "headset"),
+                    help="headset: both eyes into an OpenXR runtime, timed by its frame timing (bench_headset.py)")
     a = ap.parse_args()
+    if a.display == "headset":
+        from bench_headset import main as headset_main
+
+        return headset_main(a.frames)
     size = tuple(int(v) for v in a.size.split("x"))
     rows = {}
     for scene, x in (("heights", 0.0), ("crowds", 1.0), ("heights", 1.0), ("crowds", 0.0)):

@@ -66,12 +66,13 @@ class Look:
 class PatientUI:
     """The SUDS prompt and the stop affordance, drawn on the 2D overlay; keys → commands."""
 
-    def __init__(self, overlay, aspect: float):
+    def __init__(self, overlay, aspect: float, labels: dict | None = None):
         from panda3d.core import CardMaker, TextNode, TransparencyAttrib
 
+        lab = {**KEYBOARD_LABELS, **(labels or {})}
         self.root = overlay.attachNewNode("patient-ui")
         self.root.setBin("fixed", 10)
-        self.hint = self._text("You can stop at any time: press P", (-aspect + 0.05, -0.95), 0.045,
+        self.hint = self._text(lab["hint"], (-aspect + 0.05, -0.95), 0.045,
                                (1, 1, 1, 0.75), TextNode.ALeft)
         self.paused_text = self._text("Paused. Take your time; your therapist knows.", (0, 0.0), 0.07,
                                       (0.25, 0.25, 0.3, 1), TextNode.ACenter)
@@ -87,7 +88,7 @@ class PatientUI:
         self._text("0 = completely calm,   100 = the worst you can imagine", (0, 0.12), 0.045,
                    (0.85, 0.88, 0.92, 1), TextNode.ACenter, self.suds)
         self.value_text = self._text("", (0, -0.05), 0.12, (1, 0.95, 0.6, 1), TextNode.ACenter, self.suds)
-        self._text("type a number and press Enter  (arrow up / down: +10 / -10)", (0, -0.22), 0.04,
+        self._text(lab["how"], (0, -0.22), 0.04,
                    (0.8, 0.82, 0.86, 1), TextNode.ACenter, self.suds)
         self.suds.hide()
         self.entry = ""
@@ -111,14 +112,15 @@ class PatientUI:
             np_.setTransparency(TransparencyAttrib.M_alpha)
         return np_
 
-    def update(self, core, inp, origin: str = "patient") -> list[dict]:
-        """Show what the core needs, read the keys, push the patient's commands; returns them."""
+    def update(self, core, inp, origin: str = "patient", dial: int | None = None) -> list[dict]:
+        """Show what the core needs, read the keys, push the patient's commands; returns them.
+        ``dial``: the value on the headset's SUDS dial while it is open (engine/xr_actions.py)."""
         sent = []
         pending = core.suds_pending_since is not None
         if pending and not self.prompting:
             self.entry = ""
         self.prompting = pending
-        self.suds.show() if pending else self.suds.hide()
+        self.suds.show() if (pending or dial is not None) else self.suds.hide()
         self.paused_text.show() if core.arbiter.paused else self.paused_text.hide()
         if pending:
             for k in sorted(inp.pressed):
@@ -132,6 +134,8 @@ class PatientUI:
             if "enter" in inp.pressed and self.entry:
                 sent.append({"type": "suds", "value": float(self.entry)})
             self.value_text.node().setText(self.entry or "_")
+        if dial is not None and not self.entry:
+            self.value_text.node().setText(str(dial))
         if ({"p", "space"} & inp.pressed) and not core.arbiter.paused and not core.arbiter.stopped:
             sent.append({"type": "pause"})
         for cmd in sent:
@@ -143,6 +147,13 @@ class PatientUI:
             self.entry = ""
             self.suds.hide()
         return sent
+
+
+KEYBOARD_LABELS = {"hint": "You can stop at any time: press P",
+                   "how": "type a number and press Enter  (arrow up / down: +10 / -10)"}
+#: in the headset (bindings: engine/xr_actions.py)
+HEADSET_LABELS = {"hint": "You can stop at any time: hold the left menu button",
+                  "how": "up / down: +5 / -5      confirm: right trigger or menu"}
 
 
 class ScriptedLook:
@@ -167,6 +178,8 @@ class Runner:
         self.session = session
         self.core = session.core
         self.mode = mode
+        if mode == "headset" and stereo is not None and size is None:
+            size = stereo.eye_size  # the mirror window shows the left eye at its own size
         size = size or ((1280, 800) if mode == "window" else (640, 400))
         try:
             self.host = host or Host(mode if mode != "headset" else "window", size,
@@ -193,20 +206,30 @@ class Runner:
             else:
                 audio = NullAudio()
         self.audio = audio
-        self.stage = Stage(session.cfg.scene, session.hierarchy, self.host.render, self.host.render2d,
+        # In the headset the fade and the patient's prompts must be in the eyes: a head-locked layer.
+        self.hud = make_hud(self.host) if mode == "headset" else None
+        self.stage = Stage(session.cfg.scene, session.hierarchy, self.host.render,
+                           self.hud[0] if self.hud else self.host.render2d,
                            self.tm, self.clock, audio=audio, seed=session.cfg.seed,
                            on_clear_color=self.host.set_clear_color)
         self.stage.exposure.set_intensity(self.core.intensity, instant=True)
-        self.ui = PatientUI(self.host.aspect2d, self.host.aspect)
+        if self.hud:
+            self.ui = PatientUI(self.hud[1], 1.0, HEADSET_LABELS)
+        else:
+            self.ui = PatientUI(self.host.aspect2d, self.host.aspect)
         self.look = Look()
         self.scripted = ScriptedLook() if mode == "offscreen" else None
         self.headset = None
         if mode == "headset" and stereo is not None:  # stereo is the XrHeadset: the rig's pose source
             from engine.render.stereo import StereoRig
+            from engine.render.xr_actions import PatientControls
 
             self.headset = stereo
             stereo = StereoRig(self.host, self.headset, self.headset.eye_size, to_ram=False)
             self.headset.attach(self.host, stereo)
+            self.controls = PatientControls()
+            self.last_actions = None  # the patient's action states last frame (for tests and the log)
+            mirror_left_eye(self.host, stereo)
         self.stereo = stereo
         self.frames = 0
         self.t0 = session.clock.now()
@@ -231,6 +254,8 @@ class Runner:
             core.tick(self.end)
             self.done = "completed"
             return task.done
+        if self.headset is not None:
+            self._headset_input(now)
         s.step(now)
         injected = core.behaviour.get("injected")
         if injected:
@@ -241,7 +266,7 @@ class Runner:
         self.stage.set_paused(core.arbiter.paused)
         self.stage.exposure.set_intensity(core.intensity)
         inp = self.host.poll_input()
-        self.ui.update(core, inp)
+        self.ui.update(core, inp, dial=self.controls.value if self.headset is not None else None)
         self._move_head(inp, now)
         head = self.host.head
         pos = head.getPos(self.host.render)
@@ -255,10 +280,47 @@ class Runner:
         self.frames += 1
         return task.cont
 
+    def _headset_input(self, now: float) -> None:
+        """The runtime's state changes and the patient's controllers, before the core's tick, so
+        that what they ask for is applied in this very frame."""
+        core, hs = self.core, self.headset
+        for st in hs.poll(now):
+            core.push_event("headset", state=st.state, previous=st.previous, reason=st.reason or None)
+            note = None
+            if st.pause and not core.arbiter.paused and not core.arbiter.stopped:
+                try:
+                    core.push_command({"type": "pause"}, origin="system")
+                except CommandError as e:  # a flood: counted by the core; say so, loudly
+                    log.error("headset pause refused: %s", e)
+                note = f"headset: {st.reason}; paused to the calm place"
+            elif st.state == "FOCUSED" and hs.lifecycle.pauses:
+                note = "headset: the patient is back in the headset; resume when ready"
+            if note:  # the console lists it beside the pause, so the therapist sees why
+                try:
+                    core.push_command({"type": "annotate", "text": note}, origin="system")
+                except CommandError as e:
+                    log.warning("headset note refused: %s", e)
+            log.info("headset: %s → %s%s", st.previous, st.state, f" ({st.reason})" if st.reason else "")
+        try:
+            frame = hs.read_actions(now)
+        except Exception as e:  # noqa: BLE001 — a failed read must not end the session; counted
+            hs.errors += 1
+            log.warning("headset actions: %s", e)
+            return
+        self.last_actions = frame
+        for cmd in self.controls.update(frame, core.suds_pending_since is not None):
+            try:
+                core.push_command(cmd, origin="patient")
+            except CommandError as e:
+                log.warning("patient command refused: %s", e)
+
     def _move_head(self, inp, now: float) -> None:
         vp = self.stage.active.viewpoint()
         lk = self.look
-        if self.scripted is not None:
+        if self.headset is not None:  # comfort: nothing moves the camera but the patient's head
+            lk.step = 0.0
+            self.headset.eye_height = self.stage.active.eye_height
+        elif self.scripted is not None:
             lk.h, lk.p = self.scripted(now - self.t0, vp.look[0], vp.look[1])
         else:
             if self.frames == 0:
@@ -305,8 +367,10 @@ class Runner:
                     self.done = "window closed"
                     break
                 if self.headset is not None and self.headset.exit_requested:
-                    self.done = "headset session ended"
+                    self.done = f"headset session ended ({self.headset.exit_reason or 'exit'})"
                     break
+                if self.headset is not None and not self.headset.running:
+                    time.sleep(0.01)  # no frame loop until the runtime is READY; do not spin
                 if pace:
                     wait = 1.0 / FRAME_RATE - (time.monotonic() - t_frame)
                     if wait > 0:
@@ -316,12 +380,51 @@ class Runner:
         return self.done or "completed"
 
     def close(self) -> None:
+        if self.headset is not None:
+            w = self.core.writer
+            if w is not None and not w.closed:
+                w.write("events", (self.core.t, "headset_frames", {
+                    **self.headset.stats(), "system": self.headset.system_name, "errors": self.headset.errors,
+                    "profile": self.headset.actions.current_profile(),
+                    "safety_exits": self.controls.counts["safety_exit"], "suds_given": self.controls.counts["suds"]}))
+            try:  # swapchains and session go while Panda3D's GL context (the runtime's, too) still exists
+                self.headset.close()
+            except Exception as e:  # noqa: BLE001 — closing the headset must not lose the log
+                log.warning("closing the headset: %s", e)
         self.tm.remove(self._task)
         self.stage.destroy()
         self.audio.close()
         if self.stereo is not None:
             self.stereo.close()
         self.host.close()
+
+
+def make_hud(host):
+    """A head-locked layer 1 m ahead of the eyes, drawn over the scene: the fade card (scaled to
+    cover any headset's field of view) and, smaller, the patient's prompts."""
+    hud = host.head.attachNewNode("hud")
+    hud.setPos(0, 1.0, 0)
+    hud.setDepthTest(False)
+    hud.setDepthWrite(False)
+    hud.setLightOff(1)
+    hud.setBin("fixed", 50)
+    fade = hud.attachNewNode("hud-fade")
+    fade.setScale(6.0)
+    ui = hud.attachNewNode("hud-ui")
+    ui.setScale(0.3)
+    return fade, ui
+
+
+def mirror_left_eye(host, rig) -> None:
+    """The window (and the console's patient-view mirror, a screenshot of it) shows the left eye."""
+    from panda3d.core import CardMaker
+
+    host.region.setActive(False)
+    cm = CardMaker("left-eye")
+    cm.setFrameFullscreenQuad()
+    card = host.render2d.attachNewNode(cm.generate())
+    card.setTexture(rig.eyes[0][1])
+    card.setBin("background", 0)
 
 
 def run_rendered(cfg: SessionConfig, out, on_start) -> tuple[Session, str]:

@@ -1,18 +1,29 @@
-"""The headset: a thin OpenXR (pyopenxr) layer over the stereo rig in engine/stereo.py.
+"""The headset: the project's own thin layer over pyopenxr, beneath the stereo rig (engine/stereo.py).
 
 :func:`open_headset` connects to the OpenXR runtime and its head-mounted display, or stops with
 one clear :class:`~engine.session.ConfigError` (no pyopenxr, no runtime, no headset);
-``--display auto`` never picks the headset. The rest is the smallest loop OpenXR asks for:
+``--display auto`` never picks the headset. Then, each frame:
 
-- the session is created from inside a draw callback of Panda3D's (mirror) window, where its
-  OpenGL context is current (XR_KHR_opengl_enable, Xlib/GLX binding), with one swapchain per eye;
-- each frame, :meth:`XrHeadset.pose` (the rig's pose source) waits for the frame, begins it and
-  locates the eyes; the rig renders each eye into its own texture; a later draw callback copies
-  each eye texture into that eye's swapchain image and ends the frame with a projection layer.
+- :meth:`XrHeadset.poll` (first thing in the runner's frame) drains the runtime's events through
+  :class:`~engine.xr_lifecycle.Lifecycle` — READY begins the session, STOPPING ends it, leaving
+  FOCUSED asks the runner to pause to the calm scene — and reads the patient's actions
+  (engine/xr_actions.py);
+- :meth:`XrHeadset.pose` (the rig's pose source) waits for the runtime's frame, begins it and
+  locates both eyes at its predicted display time, in a LOCAL space recentred on the patient;
+- a draw callback on Panda3D's (mirror) window, where its OpenGL context is current, creates
+  the session the first time (XR_KHR_opengl_enable, Xlib/GLX binding, a swapchain per eye) and
+  then copies each eye's texture into that eye's swapchain image and ends the frame.
 
-What runs here without a headset is the error path (tested) and, beneath this layer, the
-stereo rig (tested offscreen with a stand-in pose source). The session/swapchain code below
-has not been run against a real runtime.
+Why our own layer rather than the PyPI package ``panda3d-openxr``: that package is built on
+ShowBase (global ``base``/``render``, which our Host avoids so that scenes can be tested alone),
+supports no actions (its README: "only rendering, camera tracking and hand tracking"), and needs
+two work-arounds against Monado (a framebuffer with alpha bits to get an sRGB swapchain format;
+its debug-utils messenger disabled to avoid a segfault at teardown). The session lifecycle and
+the patient's controller input are the parts this project cannot do without, so we own them;
+the rendering part is ~100 lines over pyopenxr (which bundles the OpenXR loader).
+
+Tested against Monado (simulated HMD, null or XCB compositor; qwerty controllers) in
+tests/engine/test_xr_monado.py; those tests skip with a reason when no runtime is found.
 """
 
 from __future__ import annotations
@@ -95,9 +106,12 @@ def xr_to_panda_hpr(q) -> tuple[float, float, float]:
 
 
 class XrHeadset:
-    """One OpenXR instance, system, session and a swapchain per eye."""
+    """One OpenXR instance, system, session and a swapchain per eye; the patient's actions."""
 
     def __init__(self, xr, instance, system):
+        from .xr_actions import XrActions
+        from .xr_lifecycle import Lifecycle
+
         self.xr, self.instance, self.system = xr, instance, system
         vt = xr.ViewConfigurationType.PRIMARY_STEREO
         self.view_type = vt
@@ -105,16 +119,39 @@ class XrHeadset:
         v = self.config_views[0]
         self.eye_size = (v.recommended_image_rect_width, v.recommended_image_rect_height)
         xr.get_opengl_graphics_requirements_khr(instance, system)  # required before the session
+        props = xr.get_system_properties(instance, system)
+        self.system_name = props.system_name.decode() if isinstance(props.system_name, bytes) else str(
+            props.system_name)
+        self.actions = XrActions(xr, instance)
+        self.lifecycle = Lifecycle()
         self.session = None
         self.space = None
         self.swapchains: list = []
         self.images: list = []
-        self.running = False
         self.exit_requested = False
+        self.exit_reason = ""
         self.frame_state = None
         self.views = None
         self.rig = None
         self.host = None
+        self.eye_height = 1.65  # the scene's eye height: a LOCAL space has its origin at the eyes
+        self._recenter_at: tuple[float, float, float] | None = None  # (heading, x, y) taken as zero
+        self._recenter_pending = True  # on the first located frame
+        self.last_head: tuple[tuple[float, float, float], float] | None = None
+        # frame statistics: the runtime's predicted display times and our own frame times
+        self.display_times: list[int] = []
+        self.frame_period_ns = 0
+        self.frames_rendered = 0
+        self.frames_skipped = 0  # should_render false
+        self.errors = 0
+
+    @property
+    def running(self) -> bool:
+        return self.lifecycle.running
+
+    @property
+    def focused(self) -> bool:
+        return self.lifecycle.focused
 
     # ---------------------------------------------------------------- wiring into Panda3D
     def attach(self, host, rig) -> None:
@@ -136,7 +173,9 @@ class XrHeadset:
                 self._submit()
         except Exception as e:  # noqa: BLE001 — a failed frame ends the headset session, loudly
             log.error("OpenXR frame failed: %s", e)
+            self.errors += 1
             self.exit_requested = True
+            self.exit_reason = f"OpenXR frame failed: {type(e).__name__}: {e}"
 
     def _create_session(self) -> None:
         from OpenGL import GLX
@@ -148,7 +187,7 @@ class XrHeadset:
         self._binding = binding  # kept alive as long as the session
         self.session = xr.create_session(self.instance, xr.SessionCreateInfo(system_id=self.system, next=binding))
         self.space = xr.create_reference_space(self.session, xr.ReferenceSpaceCreateInfo(
-            reference_space_type=xr.ReferenceSpaceType.STAGE))
+            reference_space_type=xr.ReferenceSpaceType.LOCAL))
         formats = xr.enumerate_swapchain_formats(self.session)
         fmt = GL_SRGB8_ALPHA8 if GL_SRGB8_ALPHA8 in formats else GL_RGBA8
         for v in self.config_views:
@@ -158,51 +197,70 @@ class XrHeadset:
                 height=v.recommended_image_rect_height, face_count=1, array_size=1, mip_count=1))
             self.swapchains.append(sc)
             self.images.append(xr.enumerate_swapchain_images(sc, xr.SwapchainImageOpenGLKHR))
+        self.actions.attach(self.session)
 
-    def _poll(self) -> None:
+    # ---------------------------------------------------------------- events and input, once a frame
+    def poll(self, t: float) -> list:
+        """Drain the runtime's events; returns the :class:`LifecycleStep` of each state change."""
         xr = self.xr
+        steps = []
+        if self.session is None:
+            return steps
         while True:
             try:
                 ev = xr.poll_event(self.instance)
             except xr.EventUnavailable:
-                return
-            if xr.StructureType(ev.type) == xr.StructureType.EVENT_DATA_SESSION_STATE_CHANGED:
-                state = xr.SessionState(ctypes_cast(ev, xr.EventDataSessionStateChanged).state)
-                if state == xr.SessionState.READY:
+                break
+            kind = xr.StructureType(ev.type)
+            if kind == xr.StructureType.EVENT_DATA_SESSION_STATE_CHANGED:
+                state = xr.SessionState(ctypes_cast(ev, xr.EventDataSessionStateChanged).state).name
+                step = self.lifecycle.on_state(state, t)
+                if step.begin_session:
                     xr.begin_session(self.session, xr.SessionBeginInfo(primary_view_configuration_type=self.view_type))
-                    self.running = True
-                elif state == xr.SessionState.STOPPING:
+                if step.end_session:
                     xr.end_session(self.session)
-                    self.running = False
-                elif state in (xr.SessionState.EXITING, xr.SessionState.LOSS_PENDING):
+                if step.exit:
                     self.exit_requested = True
+                    self.exit_reason = step.reason
+                steps.append(step)
+            elif kind == xr.StructureType.EVENT_DATA_REFERENCE_SPACE_CHANGE_PENDING:
+                self._recenter_pending = True  # the runtime recentred: take the new forward as ours
+            elif kind == xr.StructureType.EVENT_DATA_INSTANCE_LOSS_PENDING:
+                self.exit_requested = True
+                self.exit_reason = "headset runtime lost"
+        return steps
+
+    def read_actions(self, t: float):
+        """The patient's action states this frame (all released unless the session is focused)."""
+        return self.actions.read(t, self.focused and self.running)
+
+    def request_exit(self) -> None:
+        """Ask the runtime to end the session (it answers STOPPING → IDLE → EXITING)."""
+        if self.session is not None and self.running:
+            self.xr.request_exit_session(self.session)
+
+    def recenter(self) -> None:
+        """Take the patient's current heading and place as the scene's forward and origin."""
+        self._recenter_pending = True
 
     # ---------------------------------------------------------------- the rig's pose source
     def pose(self, t: float) -> HeadPose | None:
         """Wait for and begin the runtime's frame, locate the eyes; None when not running."""
         xr = self.xr
         self.frame_state = None
-        if self.session is None:
-            return None
-        self._poll()
-        if not self.running:
+        if self.session is None or not self.running or self.exit_requested:
             return None
         fs = xr.wait_frame(self.session, xr.FrameWaitInfo())
         xr.begin_frame(self.session, xr.FrameBeginInfo())
         self.frame_state = fs
+        self.frame_period_ns = int(fs.predicted_display_period)
+        self.display_times.append(int(fs.predicted_display_time))
+        if not fs.should_render:
+            self.frames_skipped += 1
         _, views = xr.locate_views(self.session, xr.ViewLocateInfo(
             view_configuration_type=self.view_type, display_time=fs.predicted_display_time, space=self.space))
         self.views = views
-        import math
-
-        c = [xr_to_panda_pos(v.pose.position) for v in views]
-        centre = tuple((a + b) / 2 for a, b in zip(c[0], c[1], strict=True))
-        hpr = xr_to_panda_hpr(views[0].pose.orientation)
-        eyes = tuple(EyeView(tuple(p - q for p, q in zip(ci, centre, strict=True)),
-                             tuple(math.degrees(a) for a in (v.fov.angle_left, v.fov.angle_right,
-                                                             v.fov.angle_down, v.fov.angle_up)))
-                     for ci, v in zip(c, views, strict=True))
-        return HeadPose(centre, hpr, eyes)
+        return head_pose(views, self)
 
     def _submit(self) -> None:
         from OpenGL import GL
@@ -229,13 +287,22 @@ class XrHeadset:
 
             self._layer = xr.CompositionLayerProjection(space=self.space, views=pviews)
             layers.append(ctypes.byref(self._layer))
+            self.frames_rendered += 1
         xr.end_frame(self.session, xr.FrameEndInfo(display_time=fs.predicted_display_time,
                                                    environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
                                                    layers=layers))
         self.frame_state = None
 
+    def stats(self) -> dict:
+        """Frame statistics against the runtime's own timing (its predicted display times)."""
+        return frame_stats(self.display_times, self.frame_period_ns, self.frames_rendered, self.frames_skipped)
+
     def close(self) -> None:
+        """Destroy swapchains, session and instance; safe to call twice."""
         xr = self.xr
+        if self.instance is None:
+            return
+        self.actions.close()
         for sc in self.swapchains:
             xr.destroy_swapchain(sc)
         self.swapchains = []
@@ -245,6 +312,56 @@ class XrHeadset:
         if self.instance is not None:
             xr.destroy_instance(self.instance)
             self.instance = None
+
+
+def frame_stats(display_times: list[int], period_ns: int, rendered: int = 0, skipped: int = 0) -> dict:
+    """Frames and their spacing in the runtime's display times: a frame the app was late for
+    shows as a step of two (or more) display periods. Intervals in milliseconds."""
+    import statistics
+
+    d = [(b - a) / 1e6 for a, b in zip(display_times, display_times[1:], strict=False)]
+    out = {"frames": len(display_times), "rendered": rendered, "skipped": skipped,
+           "period_ms": round(period_ns / 1e6, 3) if period_ns else None}
+    if d:
+        med = statistics.median(d)
+        out.update(median_ms=round(med, 3), max_ms=round(max(d), 3),
+                   over_2x_median=sum(x > 2 * med for x in d),
+                   missed_periods=sum(max(0, round(x / (period_ns / 1e6)) - 1) for x in d) if period_ns else None,
+                   rate_hz=round(1000.0 / med, 2) if med > 0 else None)
+    return out
+
+
+def head_pose(views, headset) -> HeadPose:
+    """Two located views → the rig's head pose: the eyes' midpoint and the left eye's orientation
+    in Panda3D axes, recentred (heading and floor position) on the patient, raised to the scene's
+    eye height; each eye's offset in the head's own frame, and its field of view."""
+    import math
+
+    from panda3d.core import Quat, Vec3
+
+    c = [xr_to_panda_pos(v.pose.position) for v in views]
+    centre = [(a + b) / 2 for a, b in zip(c[0], c[1], strict=True)]
+    q = views[0].pose.orientation
+    hq = Quat(q.w, q.x, -q.z, q.y)
+    h, p, r = hq.getHpr()
+    if headset._recenter_pending:
+        headset._recenter_at = (h, centre[0], centre[1])
+        headset._recenter_pending = False
+    h0, x0, y0 = headset._recenter_at or (0.0, 0.0, 0.0)
+    a = math.radians(-h0)
+    dx, dy = centre[0] - x0, centre[1] - y0
+    pos = (dx * math.cos(a) - dy * math.sin(a), dx * math.sin(a) + dy * math.cos(a),
+           centre[2] + headset.eye_height)
+    inv = Quat(hq)
+    inv.invertInPlace()
+    eyes = []
+    for ci, v in zip(c, views, strict=True):
+        off = inv.xform(Vec3(*(u - w for u, w in zip(ci, centre, strict=True))))
+        eyes.append(EyeView((off.x, off.y, off.z), tuple(math.degrees(x) for x in (
+            v.fov.angle_left, v.fov.angle_right, v.fov.angle_down, v.fov.angle_up))))
+    hpr = (h - h0, p, r)
+    headset.last_head = (pos, hpr[0])
+    return HeadPose(pos, hpr, tuple(eyes))
 
 
 def ctypes_cast(ev, cls):

@@ -316,6 +316,9 @@ class SessionCore:
                                      rate=self.cfg.therapist_ramp_up_per_s)
                 elif typ == "hold" and self.target != self.intensity:
                     self._set_target(now, self.intensity, cmd.origin, cmd.origin, "hold")
+                elif typ == "pause" and before != after and self.target != self.intensity:
+                    # Paused, the intensity holds where the patient last saw it (no ramp behind the calm scene).
+                    self._set_target(now, self.intensity, cmd.origin, cmd.origin, "pause: holding")
                 elif typ == "resume":
                     self.next_decision = now + self.controller.decision_interval
                 if before != after and self.writer is not None:

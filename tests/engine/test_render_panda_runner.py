@@ -44,7 +44,11 @@ def test_offscreen_run_drives_the_scene_and_logs_behaviour(cli, sessions_dir):
 
 
 def test_headset_without_runtime_is_one_clear_error(cli, sessions_dir):
-    p = cli("run", "--display", "headset", "--duration", "10s", "--console", "off", "--sessions-dir", sessions_dir)
+    from tests.conftest import cli_env
+
+    no_runtime = cli_env(XR_RUNTIME_JSON=str(sessions_dir / "no-such-runtime.json"))  # even where CI built one
+    p = cli("run", "--display", "headset", "--duration", "10s", "--console", "off", "--sessions-dir", sessions_dir,
+            env=no_runtime)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("exposure: error: --display headset")
