@@ -36,7 +36,7 @@ from .store import StoreError, find_session, list_sessions
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, StoreError, SensorError, CommandError,
                                                 HierarchyError, ControllerError)
 _PLUGINS = ("engine.cli_sensors", "engine.cli_policy", "engine.cli_train", "engine.cli_scenes",
-            "engine.cli_research")
+            "engine.cli_research", "engine.cli_calibrate")
 
 
 class UserError(Exception):
