@@ -22,13 +22,15 @@ def register(subparsers) -> None:
     p.add_argument("--patients", type=int, default=1000, help="virtual patients per protocol (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed: which patients (default 0)")
     p.add_argument("--population", default=None, help="a population TOML file (default: the shipped one)")
+    p.add_argument("--anchors", default=None,
+                   help="comma-separated anchor keys to check (default: all; the table names them)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(args) -> int:
-    from policy.calibrate import CalibrationError, calibrate, format_table
+    from policy.calibrate import CalibrationError, calibrate, format_table, select
 
     from .cli import UserError
 
@@ -42,9 +44,11 @@ def cmd_calibrate(args) -> int:
         raise UserError("--workers must be at least 1")
     results = []
     try:
+        anchors = select(args.anchors)
         pop = load_population(args.population)
         for s in scenes:
-            results.append(calibrate(pop, scene_table(s), args.patients, seed=args.seed, workers=workers))
+            results.append(calibrate(pop, scene_table(s), args.patients, seed=args.seed, workers=workers,
+                                     anchors=anchors))
     except (PopulationError, HierarchyError) as e:
         raise UserError(f"--population: {e}") from None
     except CalibrationError as e:

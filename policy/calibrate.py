@@ -108,6 +108,7 @@ class Anchor:
     reasoning: str
     measure: Callable[[dict[str, Run]], float]
     unit: str = ""
+    needs: tuple[str, ...] = ("trial",)  # the protocols (keys) the measure reads
 
     def check(self, value: float) -> bool:
         return bool(np.isfinite(value) and self.low - 1e-12 <= value <= self.high + 1e-12)
@@ -187,11 +188,17 @@ def _dropout_range(runs: dict[str, Run]) -> tuple[float, float]:
 
 
 def _min_monotone(runs: dict[str, Run]) -> float:
-    return min(monotone_share(runs[p.key], c) for p in PROTOCOLS if p.key != "hold" for c in p.controllers)
+    return min(monotone_share(runs[p.key], c) for p in PROTOCOLS if p.key in runs and p.key != "hold"
+               for c in p.controllers)
 
 
 def _m(protocol: str, controller: str, metric: str) -> Callable[[dict[str, Run]], float]:
     return lambda runs: _mean(runs[protocol].metric(controller, metric))
+
+
+def _gain(runs: dict[str, Run], protocol: str) -> float:
+    """Mean fear reduction of the ladder under ``protocol`` minus that of the trial course."""
+    return _m(protocol, "ladder", "fear_reduction")(runs) - _m("trial", "ladder", "fear_reduction")(runs)
 
 
 ANCHORS: tuple[Anchor, ...] = (
@@ -224,14 +231,15 @@ ANCHORS: tuple[Anchor, ...] = (
            "responders", "an effective treatment: comparable to a fixed graded programme", 0.55, 1.0,
            "the standard of care must be an effective treatment in a calibrated simulator; "
            "0.55 is 0.10 below the trial's lower bound (SUDS questions cost immersion and time)",
-           _m("course", "suds", "responder_rate")),
+           _m("course", "suds", "responder_rate"), needs=("course",)),
     Anchor("dropout", "Benbow & Anderson 2019 (46 studies of VR exposure therapy)",
            "anxiety disorders, VR exposure", "ladder, SUDS protocol, HR band (6 × 40) and ladder (6 × 30)",
            "dropout, lowest and highest of the four", "16 % on average", 0.08, 0.25,
            "8–25 %: the spread of dropout between studies around the 16 % mean",
-           lambda runs: _dropout_range(runs)[0]),
+           lambda runs: _dropout_range(runs)[0], needs=("course", "trial")),
     Anchor("dropout-max", "Benbow & Anderson 2019", "as above", "as above", "dropout, highest of the four",
-           "16 % on average", 0.08, 0.25, "as above", lambda runs: _dropout_range(runs)[1]),
+           "16 % on average", 0.08, 0.25, "as above", lambda runs: _dropout_range(runs)[1],
+           needs=("course", "trial")),
     Anchor("hr-rise", "Diemer et al. 2016, J Anxiety Disord 37:30; Bzdúšková et al. 2022, Front Hum Neurosci "
            "15:773091", "acrophobic patients in a VR height challenge",
            "ladder, first 30-min session", "peak HR rise over rest (30-s average), mean",
@@ -245,31 +253,31 @@ ANCHORS: tuple[Anchor, ...] = (
            "half-life of the mean fear after its peak, first exposure (patients with peak ≥ 20)",
            "exponential decay within an exposure", 3.0, 30.0,
            "the study gives the shape, not a half-life we can transfer; 3–30 min keeps the decay visible "
-           "within a session and not instant (assumed)", habituation_half_life, unit="min"),
+           "within a session and not instant (assumed)", habituation_half_life, unit="min", needs=("hold",)),
     Anchor("habituation-constant-rate", "Portêlo, Shiban & Maia 2021", "as above", "as above",
            "decay rate of the second exposure / the first", "a decay rate constant across exposures", 0.67, 1.5,
-           "within a factor 1.5 either way counts as constant (assumed)", habituation_rate_ratio),
+           "within a factor 1.5 either way counts as constant (assumed)", habituation_rate_ratio, needs=("hold",)),
     Anchor("return-of-fear", "Portêlo, Shiban & Maia 2021", "as above", "as above",
            "second exposure's peak between the first's end (0) and its peak (1)",
            "partial return of fear between exposures", 0.05, 0.95,
-           "'partial': neither none nor all of the first exposure's decline returns", return_of_fear),
+           "'partial': neither none nor all of the first exposure's decline returns", return_of_fear, needs=("hold",)),
     Anchor("ost-responders", "Öst 1989 (BRAT 27:1); Zlomke & Davis 2008 (Behav Ther 39:207)",
            "specific phobias, one-session treatment", "ladder, one session of 180 min",
            "responders", "about 85–90 % benefit significantly", 0.60, 1.0,
            "'benefit significantly' is a weaker criterion than halving top-step fear: at least 0.60",
-           _m("ost", "ladder", "responder_rate")),
+           _m("ost", "ladder", "responder_rate"), needs=("ost",)),
     Anchor("single-vs-multi", "Odgers, Kershaw, Li & Graham 2022, BRAT 159:104203 (85 studies, n = 1758)",
            "specific phobias, in-vivo exposure",
            "ladder, 1 × 180 min against 6 × 30 min", "fear reduction, single minus multi-session",
            "no significant difference between single- and multi-session exposure", -0.15, 0.15,
            "a difference of more than 0.15 in mean reduction would be a large effect the meta-analysis "
            "would have seen",
-           lambda runs: _m("ost", "ladder", "fear_reduction")(runs) - _m("trial", "ladder", "fear_reduction")(runs)),
+           lambda runs: _gain(runs, "ost"), needs=("ost", "trial")),
     Anchor("dose-plateau", "Odgers et al. 2022 (longer multi-session courses no more effective); Freeman 2018",
            "as above", "ladder, 12 × 30 min against 6 × 30 min", "fear reduction gained by doubling the dose",
            "more sessions do not add much once a course is effective", 0.0, 0.15,
            "more exposure must not harm (≥ 0) and adds little at this dose (≤ 0.15)",
-           lambda runs: _m("double", "ladder", "fear_reduction")(runs) - _m("trial", "ladder", "fear_reduction")(runs)),
+           lambda runs: _gain(runs, "double"), needs=("double", "trial")),
     Anchor("follow-up", "Freeman et al. 2018 (4-week follow-up)", "as above", "ladder, 6 × 30 min",
            "fear reduction lost between the post-test and a later follow-up, completers",
            "the benefit was maintained at follow-up", -0.10, 0.10,
@@ -278,11 +286,11 @@ ANCHORS: tuple[Anchor, ...] = (
            "the default population", "every course above, every controller",
            "share of completers whose post-course fear at each step is ≤ that at any more intense step",
            "lower steps are not feared more than higher ones after treatment", 0.99, 1.0,
-           "≥ 99 % of completers, for every controller", _min_monotone),
+           "≥ 99 % of completers, for every controller", _min_monotone, needs=("trial", "course", "ost", "double")),
     Anchor("oracle-headroom", "design requirement (room for a better controller), not a published figure",
            "the default population", "all baselines and the oracle, 6 × 40 min",
            "oracle responders minus the best baseline's", "≥ 0.05", 0.05, 1.0,
-           "an oracle that sees the hidden state must leave room above the baselines", _oracle_lead),
+           "an oracle that sees the hidden state must leave room above the baselines", _oracle_lead, needs=("course",)),
 )
 
 
@@ -330,15 +338,30 @@ def _job(args) -> tuple[str, int, Run]:
     return proto.key, first, run_protocol(pop, table, proto, n, seed, first)
 
 
+def select(keys: str | None) -> tuple[Anchor, ...]:
+    """The anchors named in a comma-separated list (all when None)."""
+    if not keys:
+        return ANCHORS
+    names = [k.strip() for k in keys.split(",") if k.strip()]
+    known = {a.key: a for a in ANCHORS}
+    for k in names:
+        if k not in known:
+            raise CalibrationError(f"--anchors: unknown anchor {k!r}: choose from {', '.join(known)}")
+    if not names:
+        raise CalibrationError("--anchors names no anchor")
+    return tuple(known[k] for k in names)
+
+
 def calibrate(pop: Population, table: SceneTable, n_patients: int = 1000, seed: int = 0, workers: int = 1,
-              chunk: int = 500) -> dict:
+              chunk: int = 500, anchors: tuple[Anchor, ...] = ANCHORS) -> dict:
     """Run every protocol and check every anchor: {"anchors": [...], "passed": bool, "settings": …}.
     Patients run in chunks of at most ``chunk`` over ``workers`` processes; results do not depend
     on either (every patient's random numbers are its own)."""
     if n_patients < 1:
         raise CalibrationError("--patients must be at least 1")
+    protocols = [p for p in PROTOCOLS if any(p.key in a.needs for a in anchors)]
     jobs = [(pop, table, p, first, min(chunk, n_patients - first), seed)
-            for p in PROTOCOLS for first in range(0, n_patients, chunk)]
+            for p in protocols for first in range(0, n_patients, chunk)]
     workers = max(1, min(workers or 1, os.cpu_count() or 1))
     if workers == 1:
         done = [_job(j) for j in jobs]
@@ -346,15 +369,15 @@ def calibrate(pop: Population, table: SceneTable, n_patients: int = 1000, seed: 
         jobs.sort(key=lambda j: -len(j[2].controllers) * j[2].sessions * j[2].minutes * j[4])
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
             done = list(ex.map(_job, jobs))
-    runs = {p.key: merge([r for k, _, r in sorted(done, key=lambda x: x[1]) if k == p.key]) for p in PROTOCOLS}
+    runs = {p.key: merge([r for k, _, r in sorted(done, key=lambda x: x[1]) if k == p.key]) for p in protocols}
     rows = []
-    for a in ANCHORS:
+    for a in anchors:
         v = float(a.measure(runs))
         rows.append({"key": a.key, "source": a.source, "population": a.population, "protocol": a.protocol,
                      "outcome": a.outcome, "published": a.published, "low": a.low, "high": a.high,
                      "reasoning": a.reasoning, "unit": a.unit, "model": v if np.isfinite(v) else None,
                      "ok": a.check(v)})
-    summary = {p.key: {c: runs[p.key].result.summary()[c] for c in runs[p.key].result.names} for p in PROTOCOLS}
+    summary = {p.key: runs[p.key].result.summary() for p in protocols}
     return {"anchors": rows, "passed": all(r["ok"] for r in rows), "protocols": summary,
             "settings": {"patients": n_patients, "seed": seed, "scene": table.scene, "population": pop.name,
                          "structure": pop.structure, "sensor": pop.sensor}}
