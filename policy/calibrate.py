@@ -225,8 +225,8 @@ ANCHORS: tuple[Anchor, ...] = (
            "−1.2 of 24.5 points: about 2 % of the treated arm's change", -0.05, 0.10,
            "up to 10 %: the control arm changed by 1.2 ± 7.3 HIQ points (about 2–4 % of baseline)",
            _m("trial", "none", "fear_reduction")),
-    Anchor("suds-effective", "graded exposure as practised (PATIENT_MODEL: the SUDS-guided step protocol is the "
-           "clinical standard; Freeman 2018 for what a graded programme achieves)",
+    Anchor("suds-effective", "graded exposure as practised: SUDS-guided stepping is the clinical standard "
+           "(Freeman 2018 for what a graded programme achieves)",
            "the default population", "SUDS step protocol, 6 × 40 min",
            "responders", "an effective treatment: comparable to a fixed graded programme", 0.55, 1.0,
            "the standard of care must be an effective treatment in a calibrated simulator; "
@@ -282,7 +282,7 @@ ANCHORS: tuple[Anchor, ...] = (
            "fear reduction lost between the post-test and a later follow-up, completers",
            "the benefit was maintained at follow-up", -0.10, 0.10,
            "maintained: within 10 points either way", _followup_loss),
-    Anchor("downward-transfer", "hierarchies are built on it (PATIENT_MODEL; the issue's clinical reading)",
+    Anchor("downward-transfer", "the ordering graded hierarchies are built on (clinical practice; assumed)",
            "the default population", "every course above, every controller",
            "share of completers whose post-course fear at each step is ≤ that at any more intense step",
            "lower steps are not feared more than higher ones after treatment", 0.99, 1.0,

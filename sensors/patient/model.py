@@ -8,7 +8,8 @@ function takes explicit arrays and returns new ones; all randomness comes from
 Hidden state per patient (see shared/PATIENT_MODEL.md):
   V(u)  original fear association, logistic in the effective intensity u (severity, midpoint, slope)
   I     safety memory (``State.safety``): inhibition share in [0, 1) over intensity bins; learned at a rate shaped as
-        an inverted U around the optimal arousal; partly lost between sessions
+        an inverted U around the optimal arousal; partly lost between sessions; what was learned at an
+        intensity acts at every lower one too (:func:`generalised`)
   A     current fear (SUDS scale), towards presence·V(u)·(1 − I(u))·(1 − H) + S, faster up than down
   H     within-session habituation to what is shown, over intensity bins (resets between sessions)
   S     sensitisation above the overwhelm threshold (erodes the safety memory); an escape hazard
@@ -21,8 +22,9 @@ down/away, and SUDS when asked (biased, noisy, rounded to 5, costs immersion).
 
 Structures (``structure``): ``full``; ``habituation-only`` (learning only as habituation
 accrues); ``inhibitory-flat`` (learning at any arousal, no inverted U); ``no-sensitisation``;
-``abrupt-no-transfer`` (learning does not generalise across intensities, and is blocked right
-after an abrupt rise).
+``abrupt-no-transfer`` (learning does not generalise across intensities, neither up nor down,
+and is blocked right after an abrupt rise). Calibration against published outcomes:
+``policy/calibrate.py`` and docs/calibration.md.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ WINDOW_HALF = 15.0  # therapeutic window: optimal arousal ± 15 (capped below ov
 CONTEXT_TRANSFER = 0.85  # safety memory that transfers to the post-test context (renewal)
 H_MAX = 0.7
 BIAS_FULL_AT = 20.0  # fear at which a patient's personal SUDS bias acts in full
+EARLY_SESSIONS = 2  # the disengagement dropout route acts at the end of the first two sessions only
 # inverted U of the learning rate around the optimal arousal (SD below, above it): wide below, since
 # the fear level during exposure predicts outcome only weakly (Rupp 2017; Baker 2010); narrow above
-EARLY_SESSIONS = 2  # the disengagement dropout route acts after the first two sessions only
-U_BELOW, U_ABOVE = 30.0, 12.0  # before calibration: 25, 12
+U_BELOW, U_ABOVE = 30.0, 12.0
 # noise: per second one block of uniforms (columns below); normals by Box–Muller pairs
 (U_ESCAPE, U_ART, U_BT, U_BTLEN, U_GAP) = range(5)
 N_UNIFORM = 13  # 5 uniforms + 4 pairs → fear, look, hr, bpm, rr0, rr1, rr2 (+ one spare)
