@@ -10,6 +10,8 @@ interface (features → proposal), usable live, in evaluation and in counterfact
   back to the first level when HR passes 85% of max HR.
 - ``hr-pid``: a PID controller of the HR rise toward the middle of that band (after Parnandi
   & Gutierrez-Osuna 2015), in small steps of intensity, with the same reset.
+- ``none``: sham exposure, the control arm of the calibration anchors — the neutral first level
+  of the hierarchy for the whole session (the same minutes in VR as a treatment, no exposure).
 - ``oracle``: sees the hidden fear and the patient's own optimal arousal and overwhelm
   threshold, and keeps fear in the therapeutic window. Evaluation only (``live = False``).
 """
@@ -133,6 +135,18 @@ class HRPid(Controller):
         delta = np.where(over, -obs.target, np.where(act, u, 0.0))
         reason = np.where(over, 1, np.where(~valid, 3, np.where(forming, 2, 0)))
         return Proposal(delta, reason, self.REASONS)
+
+
+class Sham(Controller):
+    """No exposure: the neutral first level for the whole session, whatever happens."""
+
+    name = "none"
+    version = "1"
+    decision_interval = 5.0
+    REASONS = ("sham: the neutral first level only",)
+
+    def propose(self, obs: Observation) -> Proposal:
+        return Proposal(self.levels[0] - obs.target, np.zeros(obs.n, int), self.REASONS)
 
 
 class Oracle(Controller):

@@ -86,6 +86,7 @@ _CONTROLLERS: dict[str, type[Controller] | object | str] = {
     "hr-band": "policy.baselines:HRBand",
     "hr-pid": "policy.baselines:HRPid",
     "oracle": "policy.baselines:Oracle",
+    "none": "policy.baselines:Sham",
     "policy": "policy.learned:LearnedController",
 }
 

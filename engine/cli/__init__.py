@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sensors": ("engine.cli.sensors", "find heart-rate straps and watch a sensor's samples"),
     "snapshot": ("engine.cli.scenes", "render a scene offscreen to PNG files"),
     "evaluate": ("engine.cli.evaluate", "compare controllers on virtual patients"),
+    "calibrate": ("engine.cli.calibrate", "check the virtual patients against published outcomes of exposure therapy"),
     "train": ("engine.cli.train", "train the RL policy on virtual patients"),
 }
 

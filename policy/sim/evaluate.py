@@ -16,6 +16,9 @@ model of :mod:`policy.sim.patient.model`. Metrics (per controller; see the manua
                            85% of the true max HR) per session attended
   window_fraction          share of time in VR with fear in the therapeutic window
   vr_minutes               minutes in VR over the course
+  fear_reduction           relative reduction of fear at the top step, before → after the course, among
+                           completers (dropouts are left out of this one; NaN → null when nobody completed)
+  suds_asks_per_min        SUDS questions asked per minute in VR (each one costs immersion)
   …_worst10                the same metric over the most severe decile of patients (highest
                            fear at the top step before treatment; the same patients for every controller)
 """
@@ -39,11 +42,15 @@ from policy.sim.patient.scene_table import SceneTable
 from policy.step import BatchSession, DynamicsConfig
 
 METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "escapes_per_patient",
-           "overwhelm_s_per_session", "window_fraction", "vr_minutes")
+           "overwhelm_s_per_session", "window_fraction", "vr_minutes", "fear_reduction", "suds_asks_per_min")
 #: True where higher is better (for display)
 HIGHER_BETTER = {"responder_rate": True, "bat_steps_post": True, "top_suds_post": False, "dropout_rate": False,
                  "escapes_per_patient": False, "overwhelm_s_per_session": False, "window_fraction": True,
-                 "vr_minutes": None}
+                 "vr_minutes": None, "fear_reduction": True, "suds_asks_per_min": False}
+#: metrics averaged over completers only (NaN for dropouts)
+COMPLETERS_ONLY = ("fear_reduction",)
+#: per-patient outcomes kept for the calibration checks (policy/sim/calibrate.py), not in the summary
+EXTRAS = ("hr_rise_s1", "followup_top", "post_fears", "level_u")
 
 
 class EvaluationError(PolicyError, ValueError):
@@ -55,10 +62,15 @@ class _Metered(BatchSession):
         L = self.p.n
         self.window_s = np.zeros(L)
         self.escapes = np.zeros(L)
+        self.hr_avg = self.p.rest_hr.copy()
+        self.hr_rise_s1 = np.zeros(L)
 
     def on_second(self, k, r):
         self.window_s += r.in_window
         self.escapes += r.escaped_now
+        if self.session == 0:  # peak of the 30-s average HR rise over rest in the first session
+            self.hr_avg += (self.state.hr - self.hr_avg) / 30.0
+            self.hr_rise_s1 = np.maximum(self.hr_rise_s1, self.hr_avg - self.p.rest_hr)
 
 
 @dataclass
@@ -67,6 +79,7 @@ class CourseResult:
     per_patient: dict[str, np.ndarray]  # metric → (C, N)
     pre_top: np.ndarray  # (N,) fear at the top step before treatment
     concordance: np.ndarray  # (N,) HR–fear concordance (hidden)
+    extras: dict | None = None  # name → (C, N, …) outcomes for the calibration checks (EXTRAS)
 
     @property
     def severe(self) -> np.ndarray:
@@ -83,8 +96,8 @@ class CourseResult:
             m = {}
             for k in METRICS:
                 x = self.per_patient[k][c]
-                m[k] = float(np.mean(x))
-                m[k + "_worst10"] = float(np.mean(x[self.severe]))
+                m[k] = _mean(x, k)
+                m[k + "_worst10"] = _mean(x[self.severe], k)
             out[name] = m
         return out
 
@@ -96,6 +109,18 @@ class CourseResult:
         keys = ("responder_rate", "dropout_rate", "escapes_per_patient", "overwhelm_s_per_session")
         return {name: {g: {k: float(np.mean(self.per_patient[k][c][m])) for k in keys} for g, m in groups.items()}
                 for c, name in enumerate(self.names)}
+
+
+def _mean(x: np.ndarray, metric: str) -> float | None:
+    """Mean over patients; for a completers-only metric, over completers (None if there are none)."""
+    if metric in COMPLETERS_ONLY:
+        x = x[np.isfinite(x)]
+        return float(np.mean(x)) if len(x) else None
+    return float(np.mean(x))
+
+
+def _fmt(v, w: int) -> str:
+    return f"{'—':>{w}}" if v is None else f"{v:>{w}.3f}"
 
 
 def run_course(pop: Population, table: SceneTable, controllers: list[str | Controller], n_patients: int,
@@ -123,6 +148,7 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
     attended = np.zeros(p.n)
     over_s = np.zeros(p.n)
     vr_s = np.zeros(p.n)
+    asks = np.zeros(p.n)
     start = None
     for s in range(K):
         active = ~b.state.dropped
@@ -135,7 +161,9 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
                 obs = b.observation(g)
                 if getattr(g.controller, "needs_hidden", False):
                     g.controller.see(b.hidden(g))
+                waiting = np.isnan(b.pending[g.lanes])
                 b.apply(g, obs, g.controller.propose(obs))
+                asks[g.lanes] += waiting & ~np.isnan(b.pending[g.lanes])  # questions asked now
                 if record is not None:
                     record(b, b.groups.index(g))
         attended += active
@@ -149,6 +177,7 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
             start = b.levels[np.maximum(b.max_level - 1, 0)]
     steps, top = model.approach_test(p, b.state, level_u, post=True)
     dropped = b.state.dropped
+    completer_gain = np.where(pre_top > 0.0, (pre_top - top) / np.maximum(pre_top, 1e-9), 0.0)
     per = {
         "responder_rate": (~dropped & (top <= 0.5 * pre_top)).astype(float),
         "bat_steps_post": steps,
@@ -158,9 +187,15 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
         "overwhelm_s_per_session": over_s / np.maximum(attended, 1),
         "window_fraction": b.window_s / np.maximum(vr_s, 1.0),
         "vr_minutes": vr_s / 60.0,
+        "fear_reduction": np.where(dropped, np.nan, completer_gain),
+        "suds_asks_per_min": asks / np.maximum(vr_s / 60.0, 1.0 / 60.0),
     }
     per = {k: v.reshape(C, N) for k, v in per.items()}
-    return CourseResult(names, per, pre_top[:N], p.concordance[:N].copy())
+    post = model.approach_fears(p, b.state, level_u, post=True)
+    followup = model.approach_fears(p, b.state, level_u[:, -1:], post=True, delays=2)[:, 0]
+    extras = {"hr_rise_s1": b.hr_rise_s1.reshape(C, N), "followup_top": followup.reshape(C, N),
+              "post_fears": post.reshape(C, N, -1), "level_u": level_u[:N].copy()}
+    return CourseResult(names, per, pre_top[:N], p.concordance[:N].copy(), extras)
 
 
 def _job(args, structure, start, n, progress=None) -> CourseResult:
@@ -237,8 +272,8 @@ def format_table(result: dict) -> str:
         w = max(12, *(len(n) + 2 for n in names))
         lines = [title, f"{'metric':<26}" + "".join(f"{n:>{w}}" for n in names)]
         for m in METRICS:
-            lines.append(f"{m:<26}" + "".join(f"{ctrls[n][m]:>{w}.3f}" for n in names))
-            lines.append(f"{'  worst decile':<26}" + "".join(f"{ctrls[n][m + '_worst10']:>{w}.3f}" for n in names))
+            lines.append(f"{m:<26}" + "".join(_fmt(ctrls[n][m], w) for n in names))
+            lines.append(f"{'  worst decile':<26}" + "".join(_fmt(ctrls[n][m + '_worst10'], w) for n in names))
         return lines
 
     s = result["settings"]

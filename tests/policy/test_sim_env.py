@@ -91,7 +91,11 @@ def test_actions_move_intensity_and_learning_is_rewarded():
             tot, over, top = tot + r, over + info["overwhelm_s"], max(top, obs[0])
         return tot, over, top
 
-    calm, flood, hold = total(up_when_calm), total(lambda o: 2), total(lambda o: 1)
+    def over_patients(policy, seeds=range(3, 9)):  # summed over a few patients: not every one is overwhelmed
+        runs = [total(policy, s) for s in seeds]
+        return sum(r[0] for r in runs), sum(r[1] for r in runs), min(r[2] for r in runs)
+
+    calm, flood, hold = over_patients(up_when_calm), over_patients(lambda o: 2), over_patients(lambda o: 1)
     assert hold[2] == 0.0 and flood[2] > 0.9  # actions move intensity
     assert calm[0] > hold[0] + 0.05  # exposure within tolerance teaches, sitting in the calm scene does not
     assert flood[1] > calm[1]  # flooding overwhelms ...

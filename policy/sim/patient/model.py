@@ -8,7 +8,8 @@ function takes explicit arrays and returns new ones; all randomness comes from
 Hidden state per patient (see shared/PATIENT_MODEL.md):
   V(u)  original fear association, logistic in the effective intensity u (severity, midpoint, slope)
   I     safety memory (``State.safety``): inhibition share in [0, 1) over intensity bins; learned at a rate shaped as
-        an inverted U around the optimal arousal; partly lost between sessions
+        an inverted U around the optimal arousal; partly lost between sessions; what was learned at an
+        intensity acts at every lower one too (:func:`generalised`)
   A     current fear (SUDS scale), towards presence·V(u)·(1 − I(u))·(1 − H) + S, faster up than down
   H     within-session habituation to what is shown, over intensity bins (resets between sessions)
   S     sensitisation above the overwhelm threshold (erodes the safety memory); an escape hazard
@@ -21,8 +22,9 @@ down/away, and SUDS when asked (biased, noisy, rounded to 5, costs immersion).
 
 Structures (``structure``): ``full``; ``habituation-only`` (learning only as habituation
 accrues); ``inhibitory-flat`` (learning at any arousal, no inverted U); ``no-sensitisation``;
-``abrupt-no-transfer`` (learning does not generalise across intensities, and is blocked right
-after an abrupt rise).
+``abrupt-no-transfer`` (learning does not generalise across intensities, neither up nor down,
+and is blocked right after an abrupt rise). Calibration against published outcomes:
+``policy/sim/calibrate.py`` and docs/calibration.md.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ LN2 = 0.6931471805599453
 WINDOW_HALF = 15.0  # therapeutic window: optimal arousal ± 15 (capped below overwhelm)
 CONTEXT_TRANSFER = 0.85  # safety memory that transfers to the post-test context (renewal)
 H_MAX = 0.7
+BIAS_FULL_AT = 20.0  # fear at which a patient's personal SUDS bias acts in full
+EARLY_SESSIONS = 2  # the disengagement dropout route acts at the end of the first two sessions only
+# inverted U of the learning rate around the optimal arousal (SD below, above it): wide below, since
+# the fear level during exposure predicts outcome only weakly (Rupp 2017; Baker 2010); narrow above
+U_BELOW, U_ABOVE = 30.0, 12.0
 # noise: per second one block of uniforms (columns below); normals by Box–Muller pairs
 (U_ESCAPE, U_ART, U_BT, U_BTLEN, U_GAP) = range(5)
 N_UNIFORM = 13  # 5 uniforms + 4 pairs → fear, look, hr, bpm, rr0, rr1, rr2 (+ one spare)
@@ -183,6 +190,21 @@ def _interp_bins(arr: np.ndarray, u: np.ndarray) -> np.ndarray:
     return _interp_at(arr, _bin_pos(u))
 
 
+def generalised(safety: np.ndarray) -> np.ndarray:
+    """The safety memory as it acts on fear: what was learned at an intensity applies at every
+    lower intensity too (downward generalisation: safety learned higher in the hierarchy is not
+    lost lower down, which is what a graded hierarchy assumes). Per bin, the largest safety
+    learned at that bin or above it: non-increasing in intensity, so fear V(u)·(1 − I(u)) rises
+    with u for every patient. (assumed; see docs/calibration.md)"""
+    return np.maximum.accumulate(safety[:, ::-1], axis=1)[:, ::-1]
+
+
+def acting_safety(p: Params, safety: np.ndarray) -> np.ndarray:
+    """The safety memory that acts on fear: generalised downward, except under the
+    ``abrupt-no-transfer`` structure, where learning transfers to no other intensity."""
+    return safety if p.structure == "abrupt-no-transfer" else generalised(safety)
+
+
 def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None) -> np.ndarray:
     """u the patient feels: from the scene parameters when given (and the hierarchy names the
     parameters the model weighs), else the intensity itself."""
@@ -212,7 +234,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     pres = np.where(out_vr, 0.0, (0.7 + 0.3 * p.presence) * (1.0 - 0.4 * s.cs) * (1.0 - dip))
     V = association(p, seen, s.avoid)
     pos = _bin_pos(seen)
-    inhib = _interp_at(s.safety, pos)
+    inhib = _interp_at(acting_safety(p, s.safety), pos)
     hab = _interp_at(s.H, pos)
     drive = np.minimum(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + s.S)
     tau = np.where(drive > s.A, 8.0, 30.0)
@@ -233,7 +255,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     else:
         # inverted U around the optimal arousal: wide below it, narrow above it
         d = A - p.optimal_arousal
-        rate = np.exp(-0.5 * (d / np.where(d < 0.0, 25.0, 12.0)) ** 2)
+        rate = np.exp(-0.5 * (d / np.where(d < 0.0, U_BELOW, U_ABOVE)) ** 2)
     rate = p.learning_rate * rate * pres
     if st == "abrupt-no-transfer":
         rate = rate * ((seen - u_slow) < 0.08)
@@ -315,7 +337,10 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
 def suds(p: Params, s: State, session: int, second: int) -> np.ndarray:
     """SUDS answers (0..100 in steps of 5): biased, noisy, rounded. Asking costs immersion
     (see ``asked`` in :func:`step`)."""
-    v = s.A + p.suds_bias + p.suds_noise * _draw(p, noise.normal, session, second, CH_SUDS)
+    # the personal bias scales with felt fear: with no fear most people answer 0–5, whatever
+    # their style of rating (assumed; see docs/calibration.md)
+    v = s.A + p.suds_bias * np.minimum(1.0, s.A / BIAS_FULL_AT) + p.suds_noise * _draw(p, noise.normal, session,
+                                                                                          second, CH_SUDS)
     return np.clip(5.0 * np.round(v / 5.0), 0.0, 100.0) + 0.0  # + 0.0: no −0
 
 
@@ -327,9 +352,11 @@ def next_session(p: Params, s: State, session: int) -> tuple[State, np.ndarray]:
     mean_fear = s.sess_fear_sum / vr
     over_share = np.minimum(s.sess_over_s / 300.0, 1.0)
     # overwhelm route: seconds of overwhelm, an escape, cybersickness;
-    # disengagement route: little fear (nothing happens) and little presence (Krijn 2004)
+    # disengagement route: little fear (nothing happens) and little presence, early in the course
+    # (Krijn 2004: it is the *early* dropouts who had less fear and presence; later, little fear is
+    # what a successful course looks like)
     haz = (0.012 + 0.10 * over_share + 0.12 * s.escaped + 0.08 * np.maximum(s.cs - 0.3, 0.0)
-           + 0.20 * np.clip((15.0 - mean_fear) / 15.0, 0.0, 1.0) * (1.0 - p.presence))
+           + 0.20 * np.clip((15.0 - mean_fear) / 15.0, 0.0, 1.0) * (1.0 - p.presence) * (session < EARLY_SESSIONS))
     haz = np.minimum(0.9, haz * p.dropout_propensity)
     drop_now = ~s.dropped & (_draw(p, noise.uniform, session, 0, CH_DROP) < haz)
     z = np.zeros(p.n)
@@ -341,21 +368,30 @@ def next_session(p: Params, s: State, session: int) -> tuple[State, np.ndarray]:
     return ns, drop_now
 
 
+def approach_fears(p: Params, s: State, level_u: np.ndarray, post: bool = True, delays: int = 1) -> np.ndarray:
+    """(L, levels): fear at each hierarchy step in an approach test after a delay and a change of
+    context. ``delays``: how many between-session losses of safety memory the delay costs (1: the
+    post-course test; 2: a later follow-up). Before treatment (``post=False``) the safety memory is empty."""
+    if post:
+        safety = s.safety * ((1.0 - p.session_loss) ** delays)[:, None] * CONTEXT_TRANSFER
+        S, avoid = 0.5 ** delays * s.S, s.avoid
+    else:
+        safety, S, avoid = np.zeros_like(s.safety), np.zeros(p.n), np.zeros(p.n)
+    safety = acting_safety(p, safety)
+    fear = np.empty_like(level_u)
+    for j in range(level_u.shape[1]):
+        u = level_u[:, j]
+        fear[:, j] = np.minimum(100.0, association(p, u, avoid) * (1.0 - _interp_bins(safety, u)) + S)
+    return fear
+
+
 def approach_test(p: Params, s: State, level_u: np.ndarray, post: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A behavioural approach test after a delay and a change of context.
 
     ``level_u``: (L, levels) effective intensity of each hierarchy level for each patient.
     Returns (steps passed below a fear of 60 in hierarchy order, fear at the top step).
     Before treatment (``post=False``) the safety memory is empty."""
-    if post:
-        safety = s.safety * (1.0 - p.session_loss)[:, None] * CONTEXT_TRANSFER
-        S, avoid = 0.5 * s.S, s.avoid
-    else:
-        safety, S, avoid = np.zeros_like(s.safety), np.zeros(p.n), np.zeros(p.n)
-    fear = np.empty_like(level_u)
-    for j in range(level_u.shape[1]):
-        u = level_u[:, j]
-        fear[:, j] = np.minimum(100.0, association(p, u, avoid) * (1.0 - _interp_bins(safety, u)) + S)
+    fear = approach_fears(p, s, level_u, post)
     ok = fear < 60.0
     steps = np.argmin(np.concatenate([ok, np.zeros((p.n, 1), bool)], axis=1), axis=1)
     return np.maximum(steps - 1, 0).astype(float), fear[:, -1]
@@ -390,10 +426,11 @@ def replace_lanes(p: Params, s: State, lanes: np.ndarray, keys: np.ndarray, pop:
 
 def level_fears(p: Params, s: State, level_u: np.ndarray) -> np.ndarray:
     """(L, levels): fear each level would raise now, outside a session (no habituation)."""
+    safety = acting_safety(p, s.safety)
     fear = np.empty_like(level_u)
     for j in range(level_u.shape[1]):
         u = level_u[:, j]
-        fear[:, j] = np.minimum(100.0, association(p, u, s.avoid) * (1.0 - _interp_bins(s.safety, u)) + s.S)
+        fear[:, j] = np.minimum(100.0, association(p, u, s.avoid) * (1.0 - _interp_bins(safety, u)) + s.S)
     return fear
 
 

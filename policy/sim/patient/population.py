@@ -191,10 +191,19 @@ def default_population() -> Population:
     return parse_population(_read(DEFAULT_PATH), str(DEFAULT_PATH))
 
 
+def shipped_populations() -> list[str]:
+    """Names of the example population files shipped with the package (``populations/*.toml``)."""
+    return sorted(f.stem for f in DEFAULT_PATH.parent.glob("*.toml"))
+
+
 def load_population(path: str | Path | None = None, structure: str | None = None) -> Population:
-    """The default population, or a researcher's file layered over it; optionally another structure."""
+    """The default population, or a researcher's file layered over it; optionally another structure.
+    ``path`` may also name a shipped example population (``slow-habituators``, …)."""
     pop = default_population()
     if path is not None:
         p = Path(path)
+        shipped = DEFAULT_PATH.parent / f"{path}.toml"
+        if not p.exists() and p.suffix == "" and p.name == str(path) and shipped.exists():
+            p = shipped
         pop = parse_population(_read(p), str(p), base=pop)
     return pop.with_structure(structure) if structure else pop

@@ -1,0 +1,66 @@
+"""The full calibration check: every anchor on 1,000 patients in both scenes (``exposure calibrate``),
+printed as the markdown table of docs/calibration.md, with the wall time of each scene.
+
+    python bench/bench_calibrate.py [--patients 1000] [--seed 0] [--workers 2] [--population FILE] [--json OUT]
+
+Exit status 1 if any anchor is out in any scene.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.gym_env import scene_table  # noqa: E402
+from policy.sim.calibrate import ANCHORS, calibrate  # noqa: E402
+from policy.sim.patient.population import load_population  # noqa: E402
+
+
+def _v(x, unit=""):
+    return "—" if x is None else f"{x:.3g}" + (f" {unit}" if unit else "")
+
+
+def markdown(results: dict) -> str:
+    scenes = list(results)
+    head = "| anchor | source | protocol | outcome | published | accepted | " + " | ".join(
+        f"model ({s})" for s in scenes) + " |"
+    lines = [head, "|" + "---|" * (6 + len(scenes))]
+    for i, a in enumerate(ANCHORS):
+        cells = []
+        for s in scenes:
+            r = results[s]["anchors"][i]
+            cells.append(f"{_v(r['model'], a.unit)} {'✓' if r['ok'] else '**✗**'}")
+        acc = f"{a.low:g} – {a.high:g}" + (f" {a.unit}" if a.unit else "")
+        lines.append(f"| {a.key} | {a.source} | {a.protocol} | {a.outcome} | {a.published} | {acc} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--population", default=None)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    a = ap.parse_args()
+    pop = load_population(a.population)
+    results = {}
+    for scene in ("heights", "crowds"):
+        t = time.perf_counter()
+        results[scene] = calibrate(pop, scene_table(scene), a.patients, seed=a.seed, workers=a.workers)
+        print(f"{scene}: {time.perf_counter() - t:.0f} s wall for {a.patients} patients × {len(ANCHORS)} anchors",
+              file=sys.stderr)
+    print(markdown(results))
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+    return 0 if all(r["passed"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

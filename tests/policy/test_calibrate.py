@@ -1,0 +1,158 @@
+"""Calibration: the sham controller, the new evaluation metrics, downward transfer of safety
+learning, the anchor check and ``exposure calibrate`` (small N; the 1,000-patient check is
+``exposure calibrate`` itself, see bench/bench_calibrate.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from engine.gym_env import scene_table
+from policy.sim.calibrate import ANCHORS, PROTOCOLS, Anchor, HoldLevel, Run, monotone_share, run_protocol
+from policy.sim.evaluate import METRICS, evaluate, run_course
+from policy.sim.patient import model, noise
+from policy.sim.patient.population import STRUCTURES, load_population
+from tests.conftest import run_cli
+
+POP = load_population()
+TABLE = scene_table("heights")
+
+
+def test_none_is_a_sham_that_stays_on_the_first_level_and_changes_nothing():
+    seen = []
+    r = run_course(POP, TABLE, ["none", "ladder"], 12, seed=4, sessions=2, minutes=25,
+                   record=lambda b, gi: seen.append(b.intensity[b.groups[0].lanes].copy()))
+    assert np.all(np.concatenate(seen) == TABLE.intensities[0])
+    s = r.summary()
+    assert s["none"]["responder_rate"] == 0.0
+    assert abs(s["none"]["fear_reduction"]) < 0.02  # no exposure: essentially no change
+    assert s["ladder"]["fear_reduction"] > s["none"]["fear_reduction"] + 0.05
+    assert s["none"]["vr_minutes"] > 0.8 * 2 * 25 * (1 - s["none"]["dropout_rate"])
+
+
+def test_fear_reduction_is_over_completers_and_suds_asks_are_counted():
+    r = run_course(POP, TABLE, ["suds", "ladder"], 30, seed=6, sessions=3, minutes=8)
+    fr, drop = r.per_patient["fear_reduction"], r.per_patient["dropout_rate"]
+    assert np.all(np.isnan(fr) == (drop > 0.5))
+    top = r.per_patient["top_suds_post"]
+    done = drop[1] < 0.5
+    assert np.allclose(fr[1][done], (r.pre_top[done] - top[1][done]) / r.pre_top[done])
+    asks = r.per_patient["suds_asks_per_min"]
+    assert np.all(asks[1] == 0)
+    # the SUDS protocol asks once its last answer is 60 s old, answers come 5 s later: ~0.9/min
+    active = r.per_patient["vr_minutes"][0] > 10
+    assert 0.8 < np.median(asks[0][active]) < 1.1
+
+
+def test_evaluate_reports_the_new_metrics_and_null_when_nobody_completed():
+    res = evaluate(POP, TABLE, ["ladder", "none"], 8, sessions=2, minutes=4, seed=2)
+    for m in res["controllers"].values():
+        assert set(METRICS) <= set(m)
+    json.dumps(res, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, (7, len(model.BINS)), elements=st.floats(0.0, 0.999)))
+def test_safety_generalises_downward(safety):
+    g = model.generalised(safety)
+    assert np.all(g >= safety)  # nothing learned is lost
+    assert np.all(np.diff(g, axis=1) <= 0)  # no lower intensity keeps less than a higher one
+    assert np.array_equal(model.generalised(g), g)
+    assert np.array_equal(g[:, -1], safety[:, -1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, (16, len(model.BINS)), elements=st.floats(0.0, 0.999)),
+       st.integers(0, 2 ** 31), st.sampled_from(["heights", "crowds"]))
+def test_after_any_learning_fear_never_falls_with_intensity(safety, seed, scene):
+    keys = noise.patient_keys(seed, np.arange(16))
+    p = model.make_params(POP, keys, scene)
+    s = model.initial_state(p)
+    s = model.State(**{**s.__dict__, "safety": safety, "S": np.linspace(0, 20, 16), "avoid": np.linspace(0, .1, 16)})
+    u = np.sort(np.stack([noise.uniform(keys, 9, j) for j in range(11)], axis=1), axis=1)
+    for delays in (1, 2):
+        f = model.approach_fears(p, s, u, post=True, delays=delays)
+        assert np.all(np.diff(f, axis=1) >= -1e-9)
+    f = model.level_fears(p, s, u)
+    assert np.all(np.diff(f, axis=1) >= -1e-9)
+
+
+@pytest.mark.parametrize("structure", [s for s in STRUCTURES if s != "abrupt-no-transfer"])
+def test_lower_steps_are_no_more_feared_after_a_course(structure):
+    r = run_course(POP, TABLE, ["ladder", "oracle", "none"], 12, seed=8, sessions=2, minutes=15, structure=structure)
+    run = Run(r)
+    for c in ("ladder", "oracle", "none"):
+        assert monotone_share(run, c) == 1.0
+    # and the course did something: the steps are feared less than after a sham course
+    assert run.extra("ladder", "post_fears").mean() < run.extra("none", "post_fears").mean() - 1.0
+
+
+def test_abrupt_no_transfer_keeps_learning_where_it_happened():
+    keys = noise.patient_keys(1, np.arange(4))
+    p = model.make_params(POP, keys, "heights", structure="abrupt-no-transfer")
+    s = model.initial_state(p)
+    safety = np.zeros((4, len(model.BINS)))
+    safety[:, -1] = 0.9  # learned only at the top
+    s = model.State(**{**s.__dict__, "safety": safety})
+    u = np.tile(np.linspace(0.2, 1.0, 5), (4, 1))
+    f = model.level_fears(p, s, u)
+    assert np.all(f[:, -1] < f[:, -2])  # no downward transfer: the step below the top is feared more
+    q = model.make_params(POP, keys, "heights")
+    assert np.all(np.diff(model.level_fears(q, s, u), axis=1) >= 0)  # under full it transfers down
+
+
+def test_hold_protocol_holds_one_level_and_fear_decays_within_it():
+    proto = next(p for p in PROTOCOLS if p.key == "hold")
+    run = run_protocol(POP, TABLE, proto, 40, seed=3)
+    assert run.trace.shape[0] == 2 and run.trace.shape[1] == len(run.t)
+    eligible = run.trace[0].max(axis=0) >= 20
+    m = run.trace[0][:, eligible].mean(axis=1)
+    k = int(np.argmax(m))
+    assert m[-1] < 0.8 * m[k]  # habituation within the exposure
+    assert HoldLevel(3).level == 3
+
+
+def test_anchor_check_and_table_have_every_row():
+    a = ANCHORS[0]
+    assert a.check(a.low) and a.check(a.high) and not a.check(a.high + 0.01) and not a.check(float("nan"))
+    assert len({x.key for x in ANCHORS}) == len(ANCHORS) >= 8
+    for x in ANCHORS:
+        assert isinstance(x, Anchor) and x.source and x.reasoning and x.low <= x.high
+
+
+def test_calibrate_cli_json_and_exit_status():
+    keys = ["habituation-half-life", "habituation-constant-rate", "return-of-fear"]  # the short protocol only
+    p = run_cli("calibrate", "--patients", "30", "--seed", "2", "--json", "--workers", "1", "--anchors", ",".join(keys))
+    assert p.returncode in (0, 1), p.stderr
+    r = json.loads(p.stdout)
+    assert [x["key"] for x in r["anchors"]] == keys and list(r["protocols"]) == ["hold"]
+    assert (p.returncode == 0) == r["passed"] == all(x["ok"] for x in r["anchors"])
+    for x in r["anchors"]:
+        assert x["model"] is None or np.isfinite(x["model"])
+        assert x["ok"] == (x["model"] is not None and x["low"] - 1e-12 <= x["model"] <= x["high"] + 1e-12)
+    assert r["settings"]["patients"] == 30 and r["settings"]["scene"] == "heights"
+    t = run_cli("calibrate", "--patients", "30", "--seed", "2", "--workers", "1", "--anchors", keys[0])
+    assert t.returncode == (0 if r["anchors"][0]["ok"] else 1)
+    assert keys[0] in t.stdout and ("ok" in t.stdout or "OUT" in t.stdout)
+
+
+def test_every_anchor_names_the_protocols_it_reads():
+    assert {k for a in ANCHORS for k in a.needs} == {p.key for p in PROTOCOLS}
+    assert all(set(a.needs) <= {p.key for p in PROTOCOLS} for a in ANCHORS)
+
+
+def test_calibrate_cli_bad_input_one_line_error(tmp_path):
+    p = run_cli("calibrate", "--scene", "moon")
+    assert p.returncode == 2 and p.stderr.strip().startswith("exposure: error:") and "--scene" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "pop.toml"
+    bad.write_text('[priors]\nlearning_rate = { dist = "lognormal", median = -1, sigma = 0.5 }\n')
+    p = run_cli("calibrate", "--patients", "2", "--population", str(bad))
+    assert p.returncode == 2 and "priors.learning_rate" in p.stderr
+    p = run_cli("calibrate", "--anchors", "freeman-responders,nope")
+    assert p.returncode == 2 and "nope" in p.stderr and len(p.stderr.strip().splitlines()) == 1
