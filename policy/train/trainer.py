@@ -124,14 +124,13 @@ def defaults_for(scene: str) -> TrainConfig:
 # --------------------------------------------------------------------------- env plumbing
 def _world(cfg: TrainConfig):
     from policy.sim.patient.population import PopulationError, load_population
-    from policy.sim.patient.scene_table import SceneTable
     from scenes.hierarchy import load_hierarchy
 
     try:
         pop = load_population(cfg.population)
     except PopulationError as e:
         raise TrainError(f"--population: {e}") from None
-    return pop, SceneTable.from_hierarchy(load_hierarchy(cfg.scene))
+    return pop, load_hierarchy(cfg.scene)
 
 
 def make_training_env(cfg: TrainConfig):
