@@ -20,7 +20,8 @@ from policy.sim.patient.population import (
 from policy.sim.patient.scene_table import FEATURES, scene_weights
 from sensors.errors import SourceURLError
 from sensors.sample import Sample
-from sensors.source import Exposure, open_source
+from sensors.source import Exposure
+from sensors.source import open_source as _open_source
 
 POP = default_population()
 
@@ -257,6 +258,13 @@ def test_approach_test_improves_with_safety_memory():
 
 
 # ------------------------------------------------------------------------------ sim:// on the model
+def open_source(url: str, **options):
+    """``sim://`` is registered in the engine's table of sources, not in the sensors' own."""
+    from engine.sources import SOURCE_HANDLERS
+
+    return _open_source(url, SOURCE_HANDLERS, **options)
+
+
 def test_sim_source_is_the_model_with_n_1():
     src = open_source("sim://?seed=4&sensor=chest", scene="heights", wall0=0.0)
     p = model.make_params(POP, noise.patient_keys(4, 0), "heights")
