@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.sources import SOURCE_HANDLERS
 from sensors.errors import SensorError
-from sensors.features import FeatureBank
+from sensors.features import FeatureBank, finite_or_none
 from sensors.source import open_source
 
 
@@ -59,8 +59,10 @@ def cmd_scan(args) -> int:
     return 0
 
 
-def _num(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), 4)
+def _num(x: float | None) -> float | None:
+    """Rounded for the JSON stream; NaN and None → None."""
+    v = None if x is None else finite_or_none(x)
+    return None if v is None else round(v, 4)
 
 
 def cmd_stream(args) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from scenes.base import EVENTS as EVENT_KINDS  # the scene events a therapist may inject
+
 COMMAND_TYPES = ("stop", "pause", "resume", "hold", "auto", "manual", "set_level",
                  "set_intensity", "suds", "ask_suds", "event", "annotate")
-EVENT_KINDS = ("gust", "surge", "noise")
 ORIGINS = ("therapist", "patient", "system", "test")
 MAX_TEXT = 2000
 #: the fields each command type takes (all required)

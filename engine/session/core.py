@@ -29,7 +29,7 @@ from policy.observation import Observation
 from policy.shield import SafetyShield
 from policy.step import SessionStep
 from scenes.hierarchy import Hierarchy
-from sensors.features import FeatureConfig
+from sensors.features import FeatureConfig, finite_or_none
 from sensors.sample import Sample
 
 log = logging.getLogger(__name__)
@@ -369,8 +369,9 @@ class SessionCore:
         f = self.frame
         self._snapshot = {
             "t": self.t,
-            "bpm": _fin(f.hr[0]), "baseline": _fin(f.baseline[0]), "hr_delta": _fin(f.hr_delta[0]),
-            "rmssd": _fin(f.rmssd[0]), "quality": float(f.quality[0]), "lost": self.signal_lost(self.t),
+            "bpm": finite_or_none(f.hr[0]), "baseline": finite_or_none(f.baseline[0]),
+            "hr_delta": finite_or_none(f.hr_delta[0]),
+            "rmssd": finite_or_none(f.rmssd[0]), "quality": float(f.quality[0]), "lost": self.signal_lost(self.t),
             "intensity": self.intensity, "target": self.target, "level": self.level,
             "level_name": self.hierarchy.levels[self.level].name, "n_levels": len(self.levels),
             "mode": self.arbiter.mode, "paused": self.arbiter.paused,
@@ -388,11 +389,6 @@ class SessionCore:
     def snapshot(self) -> dict:
         """The latest state, safe to read from any thread (replaced whole each tick)."""
         return self._snapshot
-
-
-def _fin(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 __all__ = ["CoreConfig", "SessionCore", "CommandError", "MANUAL", "HOLD", "PAUSED", "AUTO"]
