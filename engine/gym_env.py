@@ -7,16 +7,17 @@ from __future__ import annotations
 import gymnasium as gym
 
 from policy.sim.env import ENV_ID, ExposureTherapyEnv, ExposureVecEnv, SafetyShieldWrapper
-from policy.sim.patient.scene_table import SceneTable
+from policy.step import SceneTable
 from scenes.hierarchy import HierarchyError, load_hierarchy
 
 
 def scene_table(scene: str = "heights", hierarchy: str | None = None) -> SceneTable:
-    """The SceneTable of a scene's shipped hierarchy, or of a therapist's own hierarchy file."""
+    """A scene's shipped hierarchy, or a therapist's own hierarchy file, as the batch session and
+    the patient model take it (the hierarchy itself: it has one ``level_index``/``params_at``)."""
     h = load_hierarchy(hierarchy or scene)
     if h.scene != scene:
         raise HierarchyError(f"hierarchy {h.source} is for scene {h.scene!r}, not {scene!r}")
-    return SceneTable.from_hierarchy(h)
+    return h
 
 
 def make_env(scene: str = "heights", population: str | None = None, structure: str | None = None,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from sensors.features import finite_or_none
+
 # Order of the vector given to learned policies. Changing it is a new observation version.
 VECTOR_FIELDS = (
     "intensity", "level_frac", "time_at_level", "hr_delta", "hr_slope", "rmssd", "quality",
@@ -64,12 +66,8 @@ class Observation:
         return np.stack(cols, axis=1).astype(np.float32)
 
     def row(self, i: int = 0) -> dict:
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)[i]
-            v = float(v)
-            out[f.name] = None if not np.isfinite(v) else v
-        return out
+        """One lane as plain floats, None where not finite (as logged with each decision)."""
+        return {f.name: finite_or_none(getattr(self, f.name)[i]) for f in fields(self)}
 
 
 def empty_observation(n: int) -> Observation:

@@ -1,40 +1,50 @@
-"""One session dynamics for live and simulated sessions.
+"""The session rules, written once over N lanes: the live session runs them with N = 1, the
+evaluator and the gymnasium env with N = thousands (:mod:`policy.sim.batch_session`).
 
-The live session core (engine/core.py) and the vectorised simulator below (used by the
-gymnasium env and the evaluator) share these pure functions: how intensity ramps toward
-its target at bounded rates, how a shielded proposal moves the target, how loss of signal
-holds it, how the hierarchy level is tracked.
+:class:`SessionStep` holds the numeric state of a session per lane (intensity, its target and
+ramp, the hierarchy level and when it was entered, features, SUDS) and the rules that move it:
+the ramp toward the target at bounded rates, level tracking, ingesting readings, holding on
+loss of signal, refreshing features at a decision, the observation a controller sees, a shielded
+proposal moving the target, asking and recording SUDS. The live ``SessionCore`` is a shell around
+it (commands, arbiter, logging); the batch adds the virtual patient and the decision groups.
 
-:class:`BatchSession` runs L lanes of virtual patients through exactly what a headless live
-session does (``engine.session.Session.run_headless`` with ``--speed max``), tick for tick:
-the session ticks every ``tick_s`` (0.25 s); the virtual patient advances on whole seconds
-and sees the intensity of the last tick before each second; features advance only on
-samples and at decisions; a controller decides every ``decision_interval`` seconds and its
-proposal passes through the safety shield; a SUDS question is answered ``SUDS_DELAY_S``
-later. So the ``sim://`` source in a live session, the env and the evaluator give identical
-trajectories for the same patient and controller (tests/policy/test_patients_identity.py).
+The hierarchy arrives as a :class:`SceneTable` — anything with the hierarchy's ``scene``,
+``intensities`` and vectorised ``level_index`` / ``params_at``; the engine passes
+``scenes.hierarchy.Hierarchy`` itself (``policy/`` does not import ``scenes/``), so level lookup
+and scene-parameter interpolation have one implementation, the hierarchy's.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from policy.controllers import Controller, Proposal
+from policy.controllers import Proposal
 from policy.observation import Observation
 from policy.shield import SafetyShield, ShieldResult
-from policy.sim.patient import model
-from policy.sim.patient.scene_table import SceneTable
-from sensors.features import FeatureBank, FeatureConfig
+from sensors.features import FeatureBank, FeatureConfig, FeatureFrame
 
-#: defaults shared with engine.core.CoreConfig and engine.session
+#: defaults shared by the live session (engine.session.core.CoreConfig) and the batch
 RAMP_UP_PER_S = 0.02
 RAMP_DOWN_PER_S = 0.10
 MAX_HR_ESTIMATE = 180.0  # 208 − 0.7·age; 180 ≈ age 40 when the age is not given
 SUDS_DELAY_S = 5.0  # a simulated patient answers a SUDS question this long after it is asked
 TICK_S = 0.25
+
+
+class SceneTable(Protocol):
+    """A hierarchy as the session rules and the virtual patient need it (``scenes.hierarchy.Hierarchy``)."""
+
+    scene: str
+
+    @property
+    def intensities(self) -> list[float]: ...
+
+    def level_index(self, intensity): ...
+
+    def params_at(self, intensity): ...
 
 
 # ---------------------------------------------------------------------------------------- pure pieces
@@ -80,228 +90,153 @@ def signal_lost(seen_valid, t_valid, now, lost_after_s):
     return ~seen_valid | (now - t_valid > lost_after_s)
 
 
-@dataclass(frozen=True)
-class DynamicsConfig:
-    tick_s: float = TICK_S
-    ramp_up_per_s: float = RAMP_UP_PER_S
-    ramp_down_per_s: float = RAMP_DOWN_PER_S
-    max_hr: float = MAX_HR_ESTIMATE
-    start_intensity: float = 0.0
-    suds_delay_s: float = SUDS_DELAY_S
+# ---------------------------------------------------------------------------------------- the step
+class SessionStep:
+    """The numeric state of N sessions and the rules that move it.
 
-
-class Group:
-    """The lanes one controller drives (a contiguous slice), its shield and its decision clock."""
-
-    def __init__(self, controller: Controller, lanes: slice, shield: SafetyShield | None):
-        self.controller = controller
-        self.lanes = lanes
-        self.n = lanes.stop - lanes.start
-        self.shield = shield
-        self.interval = float(controller.decision_interval)
-        self.next_decision = 0.0
-
-
-class BatchSession:
-    """L virtual patients in sessions, stepped exactly as a headless live session steps.
-
-    ``params`` are the patients' model parameters (``rep`` copies side by side, one per
-    group); ``groups`` are (controller, shield) pairs, each driving N = L / len(groups) lanes.
-    Use :meth:`start_session`, then loop ``due = advance()`` → for each due group
-    :meth:`observation` → propose → :meth:`apply`, until :attr:`over`.
+    All lanes share one clock (:attr:`t`). A tick is: :meth:`advance` (the ramp to ``now``), the
+    caller's commands, :meth:`ingest` readings, :meth:`held` targets on loss of signal, and for
+    lanes due to decide :meth:`refresh` → :meth:`observation` → propose → :meth:`decide`.
     """
 
-    def __init__(self, params: model.Params, table: SceneTable, groups: list[tuple[Controller, SafetyShield | None]],
-                 config: DynamicsConfig | None = None, features: FeatureConfig | None = None, seed: int = 0):
-        self.p = params
+    def __init__(self, table: SceneTable, n: int = 1, *, ramp_up_per_s: float = RAMP_UP_PER_S,
+                 ramp_down_per_s: float = RAMP_DOWN_PER_S, max_hr: float = MAX_HR_ESTIMATE,
+                 start: float | np.ndarray = 0.0, features: FeatureConfig | None = None, t0: float = 0.0):
         self.table = table
-        self.cfg = config or DynamicsConfig()
-        self.fcfg = features or FeatureConfig()
         self.levels = np.asarray(table.intensities, dtype=float)
-        n = params.n // len(groups)
-        if n * len(groups) != params.n:
-            raise ValueError("params.n must be a multiple of the number of groups")
-        self.n_per_group = n
-        self.groups = [Group(c, slice(i * n, (i + 1) * n), s) for i, (c, s) in enumerate(groups)]
-        self.seed = seed
-        self.state = model.initial_state(params)
-        self.session = -1
-        self.over = True
-        self.hidden_hook = None
-
-    # ------------------------------------------------------------------ sessions
-    def start_session(self, duration_s: float, start: np.ndarray | None = None) -> None:
-        """Start the next session (the model state carries over; the session core starts afresh,
-        at ``start`` intensity per lane, default the config's start_intensity)."""
-        L = self.p.n
-        c = self.cfg
-        self.session += 1
-        self.duration = float(duration_s)
-        self.t = 0.0
-        self.intensity = np.full(L, c.start_intensity) if start is None else np.asarray(start, float).copy()
+        self.n = n
+        self.up, self.down, self.max_hr = ramp_up_per_s, ramp_down_per_s, max_hr
+        self.t = t0
+        self.intensity = np.full(n, start, dtype=float) if np.ndim(start) == 0 else np.array(start, dtype=float)
         self.target = self.intensity.copy()
-        self.anchor_x = self.intensity.copy()  # intensity when the target last changed
-        self.anchor_t = np.zeros(L)  # and when
-        self.level = self.table.level_index(self.intensity)
-        self.level_since = np.zeros(L)
+        self.rate = np.full(n, ramp_up_per_s)  # rising rate toward the current target
+        # The ramp is anchored at the last change of target: intensity at any time is a pure
+        # function of that anchor, so it does not depend on how often the session is ticked.
+        self.anchor_x = self.intensity.copy()
+        self.anchor_t = np.full(n, t0)
+        self.level = np.asarray(table.level_index(self.intensity))
+        self.level_since = np.full(n, t0)
         self.max_level = self.level.copy()
-        self.suds_last = np.full(L, np.nan)
-        self.suds_t = np.full(L, -np.inf)
-        self.suds_peak = np.full(L, np.nan)
-        self.pending = np.full(L, np.nan)  # time a SUDS question was asked, NaN if none pending
-        self._no_pending = True
-        self.look = np.full(L, np.nan)
-        self.bank = FeatureBank(L, self.fcfg, t0=0.0)
-        self.frame = self.bank.update(0.0, np.full(L, np.nan))
-        self.last_feature_t = np.zeros(L)
-        self.seen_u = model.effective_intensity(self.p, self.intensity, self.table.params_at(self.intensity))
-        self.seen_asked = np.zeros(L, bool)
-        self.reading: model.Reading | None = None
-        for g in self.groups:
-            g.controller.reset(g.n, self.levels, np.random.default_rng(self.seed))
-            if g.shield is not None:
-                g.shield.reset(g.n)
-            g.next_decision = 0.0 + g.interval
-        self._post_pending = False
-        self.over = False
-        self._first = True
+        self.suds_last = np.full(n, np.nan)
+        self.suds_t = np.full(n, -np.inf)
+        self.suds_peak = np.full(n, np.nan)  # highest SUDS at the current level
+        self.pending = np.full(n, np.nan)  # when a SUDS question was asked; NaN: none pending
+        self.look = np.full(n, np.nan)  # the latest share of time looking away the scene reported
+        self.bank = FeatureBank(n, features, t0=t0)
+        self.frame: FeatureFrame = self.bank.update(t0, np.full(n, np.nan))
+        self.last_feature_t = np.full(n, t0)
 
-    def end_session(self) -> np.ndarray:
-        """Between sessions (model.next_session). Returns who dropped out now."""
-        self.state, drop = model.next_session(self.p, self.state, self.session)
-        return drop
+    # ------------------------------------------------------------------ the ramp
+    def advance(self, now: float) -> None:
+        """Bring intensity, level and time at level to ``now`` (never back in time).
 
-    # ------------------------------------------------------------------ the tick
-    def advance(self) -> list[Group]:
-        """Run ticks until some group must decide (returned) or the session is over ([])."""
-        while True:
-            if self._post_pending:
-                self._tick_post()
-                self._post_pending = False
-                t = self.t + self.cfg.tick_s
-                if not t < self.duration:
-                    self.over = True
-                    return []
-                self.t = t
-            elif self._first:
-                self._first = False
-            due = self._tick_pre(self.t)
-            self._post_pending = True
-            if due:
-                return due
-
-    def _tick_pre(self, now: float) -> list[Group]:
-        p, c = self.p, self.cfg
-        self._advance_ramp(now)
-        sample = None
-        k = round(now)
-        if now == k and k >= 1:  # the patient advances on whole seconds (sim source: poll)
-            self.state, r = model.step(p, self.state, self.seen_u, self.seen_asked, self.session, k)
-            self.reading = r
-            self.on_second(k, r)
-            sample = ~np.isnan(r.bpm)
-            self.look = r.look_away  # the behaviour the scene reports
-        # the patient answers a pending SUDS question (Session.step)
-        ans = None if self._no_pending else ~np.isnan(self.pending) & (now - self.pending >= c.suds_delay_s)
-        if ans is not None and ans.any():
-            v = model.suds(p, self.state, self.session, int(round(now * 1000)))
-            self.suds_last = np.where(ans, v, self.suds_last)
-            self.suds_t = np.where(ans, now, self.suds_t)
-            self.suds_peak = np.where(ans, np.where(np.isnan(self.suds_peak), v, np.maximum(self.suds_peak, v)),
-                                      self.suds_peak)
-            self.pending = np.where(ans, np.nan, self.pending)
-            self._no_pending = bool(np.isnan(self.pending).all())
-        # core.tick: ingest samples
-        if sample is not None and sample.any():
-            r = self.reading
-            self.frame = self.bank.update(now, r.bpm, r.rr, r.contact, mask=sample)
-            self.last_feature_t = np.where(sample, now, self.last_feature_t)
-        lost = signal_lost(self.bank.seen_valid, self.bank.t_valid, now, self.bank.cfg.lost_after_s)
-        self._retarget_all(lost_hold(self.target, self.intensity, lost))
-        due = []
-        for g in self.groups:
-            if now >= g.next_decision:
-                g.next_decision = now + g.interval
-                due.append(g)
-        if due:
-            m = np.zeros(p.n, bool)
-            for g in due:
-                m[g.lanes] = True
-            tf = np.maximum(now, self.last_feature_t)
-            # all lanes share the session clock: max(now, last) == now
-            self.frame = self.bank.update(float(tf.max()), np.full(p.n, np.nan), mask=m)
-            self.last_feature_t = np.where(m, tf, self.last_feature_t)
-        return due
-
-    def _advance_ramp(self, now: float) -> None:
-        """engine.core.SessionCore.advance: intensity and level at ``now`` from the last change of
-        target (tick-rate independent), done at the start of every tick."""
-        c = self.cfg
+        Tick-rate independent: both follow from the last change of target alone, so a replay
+        that visits only the logged times sees what the live session saw ticking once a frame.
+        """
+        if now > self.t:
+            self.t = now
         if np.array_equal(self.intensity, self.target):
             return  # nothing moves
-        self.intensity = ramp(self.anchor_x, self.target, c.ramp_up_per_s, c.ramp_down_per_s,
-                              np.maximum(0.0, now - self.anchor_t))
-        lv = self.table.level_index(self.intensity)
+        x = ramp(self.anchor_x, self.target, self.rate, self.down, np.maximum(0.0, self.t - self.anchor_t))
+        self.intensity = x
+        lv = np.asarray(self.table.level_index(x))
         ch = lv != self.level
         if ch.any():
-            t_in = level_entry(self.anchor_x, self.anchor_t, self.level, lv, self.levels,
-                               c.ramp_up_per_s, c.ramp_down_per_s, now)
+            t_in = level_entry(self.anchor_x, self.anchor_t, self.level, lv, self.levels, self.rate, self.down,
+                               self.t)
             self.level_since = np.where(ch, t_in, self.level_since)
             self.level = lv
             self.max_level = np.maximum(self.max_level, lv)
             self.suds_peak = np.where(ch, np.nan, self.suds_peak)
 
-    def _retarget_all(self, new: np.ndarray, lanes: slice = slice(None)) -> None:
-        """Set new targets; where one changes, the ramp restarts from the intensity now."""
+    def set_target(self, new, lanes: slice = slice(None), rate: float | None = None) -> np.ndarray:
+        """New targets for ``lanes``; where one changes, the ramp restarts from the intensity now,
+        rising at ``rate`` (default: the controller's rate). Returns where it changed."""
+        new = np.asarray(new, dtype=float)
         changed = new != self.target[lanes]
         if changed.any():
             self.anchor_x[lanes] = np.where(changed, self.intensity[lanes], self.anchor_x[lanes])
             self.anchor_t[lanes] = np.where(changed, self.t, self.anchor_t[lanes])
+            self.rate[lanes] = np.where(changed, self.up if rate is None else rate, self.rate[lanes])
             self.target[lanes] = new
+        return changed
 
-    def _tick_post(self) -> None:
-        c = self.cfg
-        now = self.t
-        nxt = now + c.tick_s
-        if nxt == round(nxt):  # what the patient sees during the coming second (Session.step: observe)
-            self.seen_u = model.effective_intensity(self.p, self.intensity, self.table.params_at(self.intensity))
-            self.seen_asked = ~np.isnan(self.pending)
+    # ------------------------------------------------------------------ readings
+    def ingest(self, t: float, bpm: np.ndarray, rr: np.ndarray | None = None, contact: np.ndarray | None = None,
+               mask: np.ndarray | None = None) -> float:
+        """Readings taken at ``t`` (for the lanes in ``mask``). Out-of-order times never move
+        features back. Returns the time the features were advanced to."""
+        seen = self.last_feature_t if mask is None else self.last_feature_t[mask]
+        t = max(t, float(seen.max()))
+        self.frame = self.bank.update(t, bpm, rr, contact, mask=mask)
+        self.last_feature_t = np.where(mask, t, self.last_feature_t) if mask is not None \
+            else np.full(self.n, t)
+        return t
 
-    def on_second(self, k: int, r: model.Reading) -> None:
-        """Hook for accumulating metrics each simulated second (overridden by users)."""
+    def lost(self, now: float) -> np.ndarray:
+        b = self.bank
+        return signal_lost(b.seen_valid, b.t_valid, now, b.cfg.lost_after_s)
+
+    def held(self, now: float) -> np.ndarray:
+        """Targets after the loss-of-signal hold at ``now`` (for :meth:`set_target`)."""
+        return lost_hold(self.target, self.intensity, self.lost(now))
 
     # ------------------------------------------------------------------ decisions
-    def observation(self, g: Group) -> Observation:
-        sl, now, f = g.lanes, self.t, self.frame
-        n_levels = len(self.levels)
-        b = self.bank
+    def refresh(self, now: float, mask: np.ndarray | None = None) -> None:
+        """Features brought up to ``now`` for lanes about to decide. Only here and on readings,
+        so a decision depends on the samples seen and the decision times alone, never on the
+        tick rate: a replay re-derives it exactly from the log."""
+        tf = np.maximum(now, self.last_feature_t)
+        # all lanes share the session clock: the max over lanes is max(now, last) of each
+        self.frame = self.bank.update(float(tf.max()), np.full(self.n, np.nan), mask=mask)
+        self.last_feature_t = tf if mask is None else np.where(mask, tf, self.last_feature_t)
+
+    def observation(self, now: float | None = None, lanes: slice = slice(None)) -> Observation:
+        now = self.t if now is None else now
+        f, b = self.frame, self.bank
+        n = len(self.intensity[lanes])
         return Observation(
-            t=np.full(g.n, now), intensity=self.intensity[sl].copy(), target=self.target[sl].copy(),
-            level=self.level[sl].copy(), level_frac=self.level[sl] / max(n_levels - 1, 1),
-            time_at_level=now - self.level_since[sl], hr=f.hr[sl], baseline=f.baseline[sl],
-            hr_delta=f.hr_delta[sl], hr_slope=f.hr_slope[sl], rmssd=f.rmssd[sl], quality=f.quality[sl],
-            lost=f.lost[sl], since_valid=np.where(b.seen_valid[sl], now - b.t_valid[sl], math.inf),
-            suds=self.suds_last[sl].copy(), suds_age=now - self.suds_t[sl], suds_peak=self.suds_peak[sl].copy(),
-            look_away=self.look[sl].copy(), max_hr=np.full(g.n, self.cfg.max_hr))
+            t=np.full(n, now), intensity=self.intensity[lanes].copy(), target=self.target[lanes].copy(),
+            level=self.level[lanes].copy(), level_frac=self.level[lanes] / max(len(self.levels) - 1, 1),
+            time_at_level=now - self.level_since[lanes], hr=f.hr[lanes], baseline=f.baseline[lanes],
+            hr_delta=f.hr_delta[lanes], hr_slope=f.hr_slope[lanes], rmssd=f.rmssd[lanes], quality=f.quality[lanes],
+            lost=f.lost[lanes], since_valid=np.where(b.seen_valid[lanes], now - b.t_valid[lanes], math.inf),
+            suds=self.suds_last[lanes].copy(), suds_age=now - self.suds_t[lanes],
+            suds_peak=self.suds_peak[lanes].copy(), look_away=self.look[lanes].copy(),
+            max_hr=np.full(n, self.max_hr))
 
-    def hidden(self, g: Group) -> dict:
-        """The hidden state of a group's patients (for the oracle; evaluation only)."""
-        sl, s, p = g.lanes, self.state, self.p
-        return {"fear": s.A[sl], "optimal_arousal": p.optimal_arousal[sl], "overwhelm": p.overwhelm[sl],
-                "escape": p.escape[sl], "sensitisation": s.S[sl], "escaped": s.escaped[sl],
-                "dropped": s.dropped[sl]}
-
-    def apply(self, g: Group, obs: Observation, prop: Proposal) -> ShieldResult:
-        """The shielded proposal moves the target (engine.core.SessionCore._decide)."""
-        sl = g.lanes
+    def decide(self, now: float, obs: Observation, prop: Proposal, shield: SafetyShield | None,
+               lanes: slice = slice(None)) -> tuple[ShieldResult, np.ndarray]:
+        """The proposal through the shield moves the target; a SUDS question is asked where the
+        controller wants one and none is pending. Returns the shield's result and where it asked."""
         delta = np.asarray(prop.delta, dtype=float)
-        if g.shield is not None:
-            res = g.shield.apply(obs, delta)
+        if shield is not None:
+            res = shield.apply(obs, delta)
         else:
-            res = ShieldResult(np.where(np.isfinite(delta), delta, 0.0), np.zeros(g.n, np.int8))
+            res = ShieldResult(np.where(np.isfinite(delta), delta, 0.0), np.zeros(len(delta), np.int8))
+        asked = np.zeros(len(delta), bool)
         if prop.ask_suds is not None:
-            ask = np.asarray(prop.ask_suds, bool) & np.isnan(self.pending[sl])
-            self.pending[sl] = np.where(ask, self.t, self.pending[sl])
-            self._no_pending = bool(np.isnan(self.pending).all())
-        self._retarget_all(retarget(self.target[sl], res.delta), sl)
-        return res
+            asked = self.ask_suds(now, prop.ask_suds, lanes)
+        self.set_target(retarget(self.target[lanes], res.delta), lanes)
+        return res, asked
+
+    # ------------------------------------------------------------------ SUDS
+    def ask_suds(self, now: float, ask, lanes: slice = slice(None)) -> np.ndarray:
+        """Ask where ``ask`` and no question is pending. Returns where a question was asked."""
+        ask = np.asarray(ask, bool) & np.isnan(self.pending[lanes])
+        self.pending[lanes] = np.where(ask, now, self.pending[lanes])
+        return ask
+
+    def suds_due(self, now: float, delay_s: float = SUDS_DELAY_S) -> np.ndarray:
+        """Where a simulated patient answers now: a question pending for ``delay_s``."""
+        return ~np.isnan(self.pending) & (now - self.pending >= delay_s)
+
+    def record_suds(self, now: float, value, mask: np.ndarray | None = None) -> None:
+        """SUDS answers (0..100) given at ``now``; they close the pending question."""
+        m = np.ones(self.n, bool) if mask is None else mask
+        v = np.asarray(value, dtype=float)
+        self.suds_last = np.where(m, v, self.suds_last)
+        self.suds_t = np.where(m, now, self.suds_t)
+        self.suds_peak = np.where(m, np.where(np.isnan(self.suds_peak), v, np.maximum(self.suds_peak, v)),
+                                  self.suds_peak)
+        self.pending = np.where(m, np.nan, self.pending)

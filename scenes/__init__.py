@@ -1,8 +1,5 @@
 """Procedural Panda3D scenes and their exposure hierarchies. A leaf: imports nothing of ours.
 
-Importing this package does not import Panda3D; the scene modules do, when used.
+Importing this package imports nothing heavy (neither Panda3D nor numpy): the hierarchy
+(``scenes.hierarchy``) and the scene modules load when used; ``scenes.names`` holds the names.
 """
-
-from scenes.hierarchy import SCENES, Hierarchy, HierarchyError, Level, load_hierarchy
-
-__all__ = ["SCENES", "Hierarchy", "HierarchyError", "Level", "load_hierarchy"]

@@ -23,13 +23,15 @@ never pops::
 
 from __future__ import annotations
 
-import bisect
 import math
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-SCENES = ("heights", "crowds")
+import numpy as np
+
+from scenes.names import SCENES  # noqa: E402,F401  (re-exported)
 
 #: the parameters each scene needs: (lowest, highest allowed value, default rate per second)
 PARAMS: dict[str, dict[str, tuple[float, float, float]]] = {
@@ -75,23 +77,41 @@ class Hierarchy:
     def intensities(self) -> list[float]:
         return [lv.intensity for lv in self.levels]
 
-    def level_index(self, intensity: float) -> int:
-        """The highest level whose intensity is at or below ``intensity`` (with tolerance)."""
-        i = bisect.bisect_right(self.intensities, intensity + 1e-9) - 1
-        return max(0, min(i, len(self.levels) - 1))
+    @cached_property
+    def _table(self) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+        """(intensities, parameter names, values (levels × parameters)) as arrays."""
+        names = tuple(self.levels[0].params)
+        return (np.array(self.intensities, dtype=float), names,
+                np.array([[lv.params[k] for k in names] for lv in self.levels], dtype=float))
+
+    def level_index(self, intensity):
+        """The highest level whose intensity is at or below ``intensity`` (with tolerance).
+
+        An int for a number, an int array for an array: the live session (one intensity), the
+        evaluator (thousands) and the scene all use this one function."""
+        xs = self._table[0]
+        i = np.clip(np.searchsorted(xs, np.asarray(intensity, dtype=float) + 1e-9, side="right") - 1, 0, len(xs) - 1)
+        return int(i) if i.ndim == 0 else i
 
     def level_name(self, intensity: float) -> str:
         return self.levels[self.level_index(intensity)].name
 
-    def params_at(self, intensity: float) -> dict[str, float]:
-        x = min(1.0, max(0.0, intensity))
+    def params_at(self, intensity):
+        """Scene parameters at ``intensity``, interpolated linearly between levels.
+
+        ``{name: float}`` for a number, ``{name: array}`` for an array of intensities."""
+        xs, names, values = self._table
+        x = np.minimum(1.0, np.maximum(0.0, np.asarray(intensity, dtype=float)))
+        n = len(xs)
         i = self.level_index(x)
-        lo = self.levels[i]
-        if i + 1 >= len(self.levels):
-            return dict(lo.params)
-        hi = self.levels[i + 1]
-        w = (x - lo.intensity) / max(hi.intensity - lo.intensity, 1e-9)
-        return {k: lo.params[k] + w * (hi.params[k] - lo.params[k]) for k in lo.params}
+        j = np.minimum(i + 1, n - 1)
+        lo_x, hi_x = xs[i], xs[j]
+        w = (x - lo_x) / np.maximum(hi_x - lo_x, 1e-9)
+        lo, hi = values[i], values[j]
+        v = np.where(np.expand_dims(i + 1 >= n, -1), lo, lo + np.expand_dims(w, -1) * (hi - lo))
+        if v.ndim == 1:
+            return {k: float(v[m]) for m, k in enumerate(names)}
+        return {k: v[..., m] for m, k in enumerate(names)}
 
 
 def hierarchy_path(scene: str) -> Path:

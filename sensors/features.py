@@ -32,6 +32,7 @@ an extra beat splits one); a jump is accepted when the reported bpm agrees with 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,20 +70,22 @@ class FeatureFrame:
         """One patient's features as plain floats (for logging and display)."""
         return {
             "t": float(self.t[i]),
-            "hr": _f(self.hr[i]),
-            "baseline": _f(self.baseline[i]),
-            "hr_delta": _f(self.hr_delta[i]),
-            "hr_slope": _f(self.hr_slope[i]),
-            "rmssd": _f(self.rmssd[i]),
+            "hr": finite_or_none(self.hr[i]),
+            "baseline": finite_or_none(self.baseline[i]),
+            "hr_delta": finite_or_none(self.hr_delta[i]),
+            "hr_slope": finite_or_none(self.hr_slope[i]),
+            "rmssd": finite_or_none(self.rmssd[i]),
             "quality": float(self.quality[i]),
             "lost": bool(self.lost[i]),
-            "since_valid": _f(self.since_valid[i]),
+            "since_valid": finite_or_none(self.since_valid[i]),
         }
 
 
-def _f(x) -> float | None:
+def finite_or_none(x) -> float | None:
+    """A number as a plain float, or None where it is NaN or infinite (JSON has neither): the one
+    NaN → None rule for logs, the console and the CLI."""
     x = float(x)
-    return None if np.isnan(x) else x
+    return x if math.isfinite(x) else None
 
 
 class FeatureBank:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from scenes.hierarchy import SCENES
+from scenes.names import SCENES
 
 
 def register(subparsers) -> None:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from engine.cli.common import UserError
-from scenes.hierarchy import SCENES
+from scenes.names import SCENES
 
 #: the model structures (policy/sim/patient/population.py STRUCTURES; named here so --help stays light)
 STRUCTURE_HELP = "a model structure name (see the virtual-patient docs) or all"

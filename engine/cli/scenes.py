@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from engine.cli.common import UserError
-from scenes.hierarchy import SCENES, HierarchyError, load_hierarchy
+from scenes.names import SCENES
 
 WARMUP_FRAMES = 8
 
@@ -70,6 +70,8 @@ class Snapshotter:
         self.clock.setFrameRate(30.0)
         self.tm = TaskManager()
         self.tm.setClock(self.clock)
+        from scenes.hierarchy import load_hierarchy
+
         h = None if scene == "calm" else load_hierarchy(hierarchy or scene)
         self.scene = make_scene(scene, self.host.render, self.tm, self.clock, h, seed=seed)
         self.host.set_clear_color(self.scene.clear_color)
@@ -110,10 +112,7 @@ def cmd_snapshot(args) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {args.out}: {e.strerror}") from None
-    try:
-        snap = Snapshotter(args.scene, size, args.hierarchy, args.seed)
-    except HierarchyError:
-        raise
+    snap = Snapshotter(args.scene, size, args.hierarchy, args.seed)
     try:
         for x in xs:
             png, stats = snap.shoot(x, args.frames if args.stats else 0)

@@ -54,8 +54,12 @@ def cmd_scan(args) -> int:
     return 0
 
 
-def _num(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), 4)
+def _num(x: float | None) -> float | None:
+    """Rounded for the JSON stream; NaN and None → None."""
+    from sensors.features import finite_or_none
+
+    v = None if x is None else finite_or_none(x)
+    return None if v is None else round(v, 4)
 
 
 def cmd_stream(args) -> int:

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.session.commands import COMMAND_TYPES, EVENT_KINDS, MAX_TEXT, CommandError, CommandFlood
+from sensors.features import finite_or_none
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def clean(x):
     if isinstance(x, bool) or x is None or isinstance(x, str):
         return x
     if isinstance(x, float):
-        return x if math.isfinite(x) else None
+        return finite_or_none(x)
     if isinstance(x, int):
         return int(x)
     return str(x)

@@ -10,10 +10,10 @@ import math
 from dataclasses import dataclass, field
 
 from engine.errors import ExposureError
+from scenes.base import EVENTS as EVENT_KINDS  # the scene events a therapist may inject
 
 COMMAND_TYPES = ("stop", "pause", "resume", "hold", "auto", "manual", "set_level",
                  "set_intensity", "suds", "ask_suds", "event", "annotate")
-EVENT_KINDS = ("gust", "surge", "noise")
 ORIGINS = ("therapist", "patient", "system", "test")
 MAX_TEXT = 2000
 #: the fields each command type takes (all required)

@@ -4,6 +4,10 @@ Plain Python stepped by a clock; it never imports Panda3D and never blocks on I/
 threads (the BLE loop, the serial reader, the console) hand it samples and commands through
 thread-safe queues; :meth:`SessionCore.tick` drains them, in that order, every tick — so a
 therapist command is applied in the very tick after it arrives, before any controller decision.
+
+The numbers (ramp, level, features, shielded decisions, SUDS) are :class:`policy.step.SessionStep`
+with N = 1, the code the evaluator and the env run over thousands of virtual patients; this
+core is the shell around it: queues, commands, the arbiter and the log.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from policy import step as session_step
 from policy.controllers import Controller
 from policy.observation import Observation
 from policy.shield import SafetyShield
+from policy.step import SessionStep
 from scenes.hierarchy import Hierarchy
-from sensors.features import FeatureBank, FeatureConfig
+from sensors.features import FeatureConfig, finite_or_none
 from sensors.sample import Sample
 
 log = logging.getLogger(__name__)
@@ -46,9 +51,12 @@ class SessionCore:
     def __init__(self, hierarchy: Hierarchy, controller: Controller, shield: SafetyShield,
                  writer: SessionWriter | None = None, config: CoreConfig | None = None,
                  features: FeatureConfig | None = None, seed: int = 0, t0: float = 0.0):
-        self.cfg = config or CoreConfig()
+        self.cfg = c = config or CoreConfig()
         self.hierarchy = hierarchy
-        self.levels = np.array(hierarchy.intensities)
+        #: the session's numbers, N = 1 (policy/step.py: the same code as the evaluator's)
+        self.step = SessionStep(hierarchy, 1, ramp_up_per_s=c.ramp_up_per_s, ramp_down_per_s=c.ramp_down_per_s,
+                                max_hr=c.max_hr, start=c.start_intensity, features=features, t0=t0)
+        self.levels = self.step.levels
         self.controller = controller
         self.shield = shield
         self.writer = writer
@@ -56,30 +64,13 @@ class SessionCore:
         self.who = "policy" if getattr(controller, "learned", False) else "baseline"
         controller.reset(1, self.levels, np.random.default_rng(seed))
         shield.reset(1)
-        self.bank = FeatureBank(1, features, t0=t0)
         self._samples: queue.SimpleQueue[Sample] = queue.SimpleQueue()
         self._cmds: queue.Queue[Command] = queue.Queue(MAX_QUEUED_COMMANDS)
         self._events: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
         self.behaviour: dict = {}
-        self.t = t0
-        self.intensity = self.cfg.start_intensity
-        self.target = self.intensity
-        self.target_rate = self.cfg.ramp_up_per_s
-        # The ramp is anchored at the last change of target: intensity at any time is a pure
-        # function of that anchor, so it does not depend on how often the core is ticked.
-        self._anchor_t = t0
-        self._anchor_x = self.intensity
-        self.level = hierarchy.level_index(self.intensity)
-        self.level_since = t0
         self.next_decision = t0 + controller.decision_interval
         self.next_scene_log = t0
-        self.last_feature_t = t0
-        self.frame = self.bank.update(t0, np.array([np.nan]))
-        self.suds_last = math.nan
-        self.suds_t = -math.inf
-        self.suds_peak = math.nan
         self.suds_history: list[dict] = []
-        self.suds_pending_since: float | None = None
         self.last_decision: dict | None = None
         self.shield_recent: list[dict] = []  # the last few interventions, for the console
         self.commands_recent: list[dict] = []  # the last few commands applied, for the console
@@ -94,6 +85,47 @@ class SessionCore:
             # What replay needs to rebuild this core exactly (engine/replay.py).
             writer.set_meta(t0=t0, core_config=dict(self.cfg.__dict__),
                             feature_config=dict(self.bank.cfg.__dict__))
+
+    # ------------------------------------------------------------------ the step's state, N = 1
+    t = property(lambda self: self.step.t)
+    target = property(lambda self: float(self.step.target[0]))
+    level = property(lambda self: int(self.step.level[0]))
+    level_since = property(lambda self: float(self.step.level_since[0]))
+    suds_last = property(lambda self: float(self.step.suds_last[0]))
+    suds_t = property(lambda self: float(self.step.suds_t[0]))
+    suds_peak = property(lambda self: float(self.step.suds_peak[0]))
+    bank = property(lambda self: self.step.bank)
+    frame = property(lambda self: self.step.frame)
+
+    @property
+    def intensity(self) -> float:
+        return float(self.step.intensity[0])
+
+    @intensity.setter
+    def intensity(self, x: float) -> None:  # a stop drops to 0 at once (with _anchor_x)
+        self.step.intensity[0] = x
+
+    @property
+    def _anchor_x(self) -> float:
+        return float(self.step.anchor_x[0])
+
+    @_anchor_x.setter
+    def _anchor_x(self, x: float) -> None:
+        self.step.anchor_x[0] = x
+
+    @property
+    def suds_pending_since(self) -> float | None:
+        """When the open SUDS question was asked; None if none is open."""
+        x = float(self.step.pending[0])
+        return None if math.isnan(x) else x
+
+    @suds_pending_since.setter
+    def suds_pending_since(self, t: float | None) -> None:
+        self.step.pending[0] = math.nan if t is None else t
+
+    def suds_due(self, now: float, delay_s: float) -> bool:
+        """A (simulated) patient answers now: the open question was asked ``delay_s`` ago."""
+        return bool(self.step.suds_due(now, delay_s)[0])
 
     # ------------------------------------------------------------------ inputs (thread-safe)
     def push_sample(self, s: Sample) -> None:
@@ -146,9 +178,8 @@ class SessionCore:
             except queue.Empty:
                 break
             self._ingest(s)
-        lost = self.signal_lost(now)
         if self.arbiter.mode == AUTO:
-            held = float(session_step.lost_hold(self.target, self.intensity, lost))
+            held = float(self.step.held(now)[0])
             if held != self.target:
                 self._set_target(now, held, "shield", "shield", "signal lost: holding")
             if now >= self.next_decision:
@@ -162,8 +193,7 @@ class SessionCore:
     # ------------------------------------------------------------------ pieces
     def signal_lost(self, now: float) -> bool:
         """Loss of signal at ``now``: no valid reading for the feature config's lost_after_s."""
-        b = self.bank
-        return bool(session_step.signal_lost(b.seen_valid[0], b.t_valid[0], now, b.cfg.lost_after_s))
+        return bool(self.step.lost(now)[0])
 
     def _ingest(self, s: Sample) -> None:
         self.n_samples += 1
@@ -171,9 +201,7 @@ class SessionCore:
         if s.rr_ms:
             rr[0, :len(s.rr_ms)] = s.rr_ms
         contact = np.array([-1 if s.contact is None else int(s.contact)], dtype=np.int8)
-        t = max(s.t, self.last_feature_t)  # out-of-order timestamps never move features back
-        self.frame = self.bank.update(t, np.array([s.bpm]), rr, contact)
-        self.last_feature_t = t
+        t = self.step.ingest(s.t, np.array([s.bpm]), rr, contact)  # out-of-order times never move features back
         if self.connection != "streaming":
             self.connection = "streaming"
         w = self.writer
@@ -188,33 +216,22 @@ class SessionCore:
                 w.write("events", (t, "rr_rejected", {"count": rej}))
 
     def observation(self, now: float | None = None) -> Observation:
-        now = self.t if now is None else now
-        f = self.frame
-        a = lambda x: np.array([x], dtype=float)  # noqa: E731
-        n_levels = len(self.levels)
-        return Observation(
-            t=a(now), intensity=a(self.intensity), target=a(self.target),
-            level=np.array([self.level]), level_frac=a(self.level / max(n_levels - 1, 1)),
-            time_at_level=a(now - self.level_since), hr=f.hr, baseline=f.baseline,
-            hr_delta=f.hr_delta, hr_slope=f.hr_slope, rmssd=f.rmssd, quality=f.quality,
-            lost=f.lost, since_valid=a(now - self.bank.t_valid[0] if self.bank.seen_valid[0] else math.inf),
-            suds=a(self.suds_last), suds_age=a(now - self.suds_t), suds_peak=a(self.suds_peak),
-            look_away=a(self.behaviour.get("look_away", math.nan)), max_hr=a(self.cfg.max_hr))
+        look = self.behaviour.get("look_away")
+        self.step.look[0] = math.nan if look is None else look
+        return self.step.observation(self.t if now is None else now)
 
     def _decide(self, now: float) -> None:
-        # Features are brought up to ``now`` only here (and on samples), so that a decision
-        # depends on the samples seen and the decision times alone, never on the frame rate:
-        # a replay re-derives it exactly from the log.
-        self.frame = self.bank.update(max(now, self.last_feature_t), np.array([np.nan]))
-        self.last_feature_t = max(now, self.last_feature_t)
+        st = self.step
+        st.refresh(now)
         obs = self.observation(now)
         prop = self.controller.propose(obs)
-        res = self.shield.apply(obs, prop.delta)
+        before = self.target
+        res, asked = st.decide(now, obs, prop, self.shield)
         proposed = float(prop.delta[0])
         d = float(res.delta[0])
         code = int(res.code[0])
-        if prop.ask_suds is not None and bool(prop.ask_suds[0]) and self.suds_pending_since is None:
-            self._ask_suds(now, origin=self.controller.name)
+        if asked[0]:
+            self._suds_requested(now, origin=self.controller.name)
         if code:
             self.shield_recent = [*self.shield_recent[-19:], {"t": now, "reason": res.why(),
                                                               "proposed": proposed, "allowed": d}]
@@ -222,27 +239,25 @@ class SessionCore:
                 self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
                                                              "allowed": d}))
         who, reason = (("shield", res.why()) if code else (self.who, prop.why()))
-        self._set_target(now, float(session_step.retarget(self.target, d)), who, self.controller.name, reason,
-                         proposed=proposed, shield=res.why() if code else "", obs=obs.row(), info=prop.info,
-                         always=True)
+        self._record_target(now, before, self.target, who, self.controller.name, reason, proposed=proposed,
+                            shield=res.why() if code else "", obs=obs.row(), info=prop.info)
 
     def _set_target(self, now: float, new: float, who: str, name: str, reason: str, *,
-                    proposed: float | None = None, shield: str = "", obs: dict | None = None,
-                    info: dict | None = None, rate: float | None = None, always: bool = False) -> None:
-        """Change the target intensity and record who did it and why.
-
-        Controller decisions are recorded even when they hold (``always``), with the
-        observation they saw and how many samples had been ingested, so that replay can
-        re-derive each one; other sources of change are recorded only when they change it.
-        """
+                    rate: float | None = None) -> None:
+        """Change the target intensity (rising at ``rate``, default the controller's) and record
+        who did it and why; nothing happens if it does not change."""
         new = min(1.0, max(0.0, float(new)))
         before = self.target
-        if new == before and not always:
+        if new == before:
             return
-        if new != before:
-            self._anchor_t, self._anchor_x = self.t, self.intensity_at(self.t)
-            self.target = new
-            self.target_rate = rate if rate is not None else self.cfg.ramp_up_per_s
+        self.step.set_target(np.array([new]), rate=rate)
+        self._record_target(now, before, new, who, name, reason)
+
+    def _record_target(self, now: float, before: float, new: float, who: str, name: str, reason: str, *,
+                       proposed: float | None = None, shield: str = "", obs: dict | None = None,
+                       info: dict | None = None) -> None:
+        """Record a change of target, or a controller decision even when it holds, with the
+        observation it saw and how many samples had been ingested, so that replay can re-derive it."""
         h = self.hierarchy
         lb, la = h.level_index(before), h.level_index(new)
         rec = {"t": now, "who": who, "name": name, "reason": reason, "mode": self.arbiter.mode,
@@ -256,29 +271,10 @@ class SessionCore:
         if self.writer is not None:
             self.writer.write_dict("decisions", rec)
 
-    def intensity_at(self, t: float) -> float:
-        """Intensity at time ``t`` on the current ramp (from the last change of target)."""
-        return float(session_step.ramp(self._anchor_x, self.target, self.target_rate,
-                                   self.cfg.ramp_down_per_s, max(0.0, t - self._anchor_t)))
-
     def advance(self, now: float) -> None:
         """Bring the ramp (intensity, level, time at level) to ``now``; consults no controller.
-
-        Tick-rate independent: the intensity and the time a level was entered follow from the
-        last change of target alone, so a replay that visits only the logged times sees the
-        same values as the live session that ticked once a frame.
-        """
-        if now > self.t:
-            self.t = now
-        x = self.intensity_at(self.t)
-        self.intensity = x
-        lv = self.hierarchy.level_index(x)
-        if lv != self.level:
-            t_in = session_step.level_entry(self._anchor_x, self._anchor_t, self.level, lv, self.levels,
-                                        self.target_rate, self.cfg.ramp_down_per_s, self.t)
-            self.level = lv
-            self.level_since = float(t_in)
-            self.suds_peak = math.nan
+        Tick-rate independent (see :meth:`policy.step.SessionStep.advance`)."""
+        self.step.advance(now)
 
     def _log_scene(self, now: float) -> None:
         if self.writer is not None:
@@ -294,6 +290,9 @@ class SessionCore:
 
     def _ask_suds(self, now: float, origin: str) -> None:
         self.suds_pending_since = now
+        self._suds_requested(now, origin)
+
+    def _suds_requested(self, now: float, origin: str) -> None:
         if self.writer is not None:
             self.writer.write("events", (now, "suds_request", {"origin": origin}))
 
@@ -346,13 +345,10 @@ class SessionCore:
             self.writer.write("commands", (now, typ, cmd.origin, cmd.payload(), err is None, err))
 
     def _record_suds(self, now: float, value: float, origin: str) -> None:
-        self.suds_last = value
-        self.suds_t = now
-        self.suds_peak = value if math.isnan(self.suds_peak) else max(self.suds_peak, value)
         rec = {"t": now, "value": value, "origin": origin, "asked_t": self.suds_pending_since,
                "level": self.level, "intensity": self.intensity}
+        self.step.record_suds(now, value)
         self.suds_history.append(rec)
-        self.suds_pending_since = None
         if self.writer is not None:
             self.writer.write_dict("suds", rec)
 
@@ -376,8 +372,9 @@ class SessionCore:
         f = self.frame
         self._snapshot = {
             "t": self.t,
-            "bpm": _fin(f.hr[0]), "baseline": _fin(f.baseline[0]), "hr_delta": _fin(f.hr_delta[0]),
-            "rmssd": _fin(f.rmssd[0]), "quality": float(f.quality[0]), "lost": self.signal_lost(self.t),
+            "bpm": finite_or_none(f.hr[0]), "baseline": finite_or_none(f.baseline[0]),
+            "hr_delta": finite_or_none(f.hr_delta[0]),
+            "rmssd": finite_or_none(f.rmssd[0]), "quality": float(f.quality[0]), "lost": self.signal_lost(self.t),
             "intensity": self.intensity, "target": self.target, "level": self.level,
             "level_name": self.hierarchy.levels[self.level].name, "n_levels": len(self.levels),
             "mode": self.arbiter.mode, "paused": self.arbiter.paused,
@@ -395,11 +392,6 @@ class SessionCore:
     def snapshot(self) -> dict:
         """The latest state, safe to read from any thread (replaced whole each tick)."""
         return self._snapshot
-
-
-def _fin(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 __all__ = ["CoreConfig", "SessionCore", "CommandError", "MANUAL", "HOLD", "PAUSED", "AUTO"]

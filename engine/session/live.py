@@ -128,7 +128,7 @@ class Session:
             behaviour = src.behaviour(now)
             if behaviour is not None:  # a simulated patient's behaviour, as a scene would report it
                 core.push_behaviour({**core.behaviour, **behaviour})
-            if core.suds_pending_since is not None and now - core.suds_pending_since >= SIM_SUDS_DELAY_S:
+            if core.suds_due(now, SIM_SUDS_DELAY_S):
                 v = src.suds(now)
                 if v is not None:
                     core.push_command(Command("suds", origin="patient", value=float(v)))

@@ -26,7 +26,7 @@ from policy.shield import SafetyShield
 from policy.sim.env import OneBatchVecEnvMixin, _Course, _spaces
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import SENSORS, STRUCTURES, Population
-from policy.sim.patient.scene_table import SceneTable
+from policy.step import SceneTable
 
 #: patients drawn for training come from seed TRAIN_SEED_BASE + seed (a namespace no evaluation uses)
 TRAIN_SEED_BASE = 7_340_000

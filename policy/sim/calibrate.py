@@ -26,7 +26,7 @@ from policy.controllers import Controller, Proposal
 from policy.observation import Observation
 from policy.sim.evaluate import CourseResult, run_course
 from policy.sim.patient.population import Population
-from policy.sim.patient.scene_table import SceneTable
+from policy.step import SceneTable
 
 #: the clinical protocols whose dropout the dropout anchor checks
 CLINICAL = ("ladder", "suds", "hr-band")

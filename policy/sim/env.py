@@ -1,16 +1,16 @@
 """``ExposureTherapy-v0``: graded exposure of one virtual patient over a course of sessions.
 
 The env is a thin shell over the same pieces a live session runs: the virtual patient of
-:mod:`policy.sim.patient.model` (the ``sim://`` source's model), the session dynamics of
-:mod:`policy.step` (the live session core's ramp, decision clock, feature updates and
-SUDS timing) and the features of :mod:`sensors.features`. A policy trained here sees in a
+:mod:`policy.sim.patient.model` (the ``sim://`` source's model) and the session rules of
+:mod:`policy.step` (the very code of the live session core: ramp, level, features, shield,
+SUDS), stepped as a headless live session steps by :mod:`policy.sim.batch_session`. A policy trained here sees in a
 live session exactly what it saw in training.
 
 Construction
     ``gym.make("ExposureTherapy-v0", scene="heights", population=None, structure=None)``
     after ``engine.gym_env.register_gym_env()`` (which registers the id and loads the scene's hierarchy:
     ``policy/`` does not import ``scenes/``), or directly
-    ``ExposureTherapyEnv(table=SceneTable.from_hierarchy(load_hierarchy("heights")))``.
+    ``ExposureTherapyEnv(table=load_hierarchy("heights"))``.
     Other kwargs: ``sessions``/``minutes`` (override the population's session plan — short
     courses train faster), ``ask_suds`` (add the SUDS question to the action), ``step_size``.
     ``gym.make`` wraps the env in :class:`SafetyShieldWrapper` (the live safety shield) unless
@@ -85,10 +85,10 @@ from policy.observation import (  # noqa: F401  (the env's action/observation en
     observation_vector,
 )
 from policy.shield import SafetyShield, ShieldResult
+from policy.sim.batch_session import BatchSession, DynamicsConfig
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import Population, load_population
-from policy.sim.patient.scene_table import SceneTable
-from policy.step import BatchSession, DynamicsConfig
+from policy.step import SceneTable
 
 ENV_ID = "ExposureTherapy-v0"
 R_PROGRESS, R_OVERWHELM_S, R_ESCAPE, R_DROPOUT, R_BAT_STEPS, R_BAT_TOP = 5.0, 0.01, 1.0, 3.0, 2.0, 2.0

@@ -2,7 +2,7 @@
 random numbers, over a course of sessions; outcomes a clinician would accept.
 
 All controllers run side by side in one vectorised batch (lanes = controllers × patients) on
-the dynamics of :mod:`policy.step` — exactly what a live headless session does — and the
+the session rules of :mod:`policy.step` — the code a live session runs, with N = 1 — and the
 model of :mod:`policy.sim.patient.model`. Metrics (per controller; see the manual, docs/patients.md):
 
   responder_rate           share of patients who completed the course and whose fear at the top
@@ -36,10 +36,10 @@ import numpy as np
 from policy.controllers import Controller, make_controller
 from policy.errors import PolicyError
 from policy.shield import SafetyShield
+from policy.sim.batch_session import BatchSession, DynamicsConfig
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import STRUCTURES, Population
-from policy.sim.patient.scene_table import SceneTable
-from policy.step import BatchSession, DynamicsConfig
+from policy.step import SceneTable
 
 METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "escapes_per_patient",
            "overwhelm_s_per_session", "window_fraction", "vr_minutes", "fear_reduction", "suds_asks_per_min")
@@ -161,9 +161,9 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
                 obs = b.observation(g)
                 if getattr(g.controller, "needs_hidden", False):
                     g.controller.see(b.hidden(g))
-                waiting = np.isnan(b.pending[g.lanes])
+                waiting = np.isnan(b.s.pending[g.lanes])
                 b.apply(g, obs, g.controller.propose(obs))
-                asks[g.lanes] += waiting & ~np.isnan(b.pending[g.lanes])  # questions asked now
+                asks[g.lanes] += waiting & ~np.isnan(b.s.pending[g.lanes])  # questions asked now
                 if record is not None:
                     record(b, b.groups.index(g))
         attended += active

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,6 @@ from policy.errors import PolicyError
 from policy.numpy_mlp import export_bundle, load_bundle
 from policy.observation import OBS_VERSION
 
-ENV_ID = "ExposureTherapy-v0"
 SCENES = ("heights", "crowds")
 #: seeds of the validation population used during training (the benchmark uses others)
 VALIDATION_SEED = 90_001
@@ -184,85 +182,13 @@ def _reference(baselines: dict) -> dict:
             "overwhelm_s_per_session": min(m["overwhelm_s_per_session"] for m in baselines.values())}
 
 
-# --------------------------------------------------------------------------- callbacks
-def _callbacks():
-    from stable_baselines3.common.callbacks import BaseCallback
+# --------------------------------------------------------------------------- the actor during training
+def _evaluate_actor(model, vecnorm, cfg: TrainConfig) -> dict:
+    """The current actor's metrics on the validation population ({name: metrics}, name "policy")."""
+    from policy.learned import LearnedController
 
-    class TqdmProgress(BaseCallback):
-        """A progress bar on stderr (SB3's own needs ``rich``)."""
-
-        def __init__(self, total: int):
-            super().__init__()
-            self.total = total
-            self.bar = None
-
-        def _on_training_start(self) -> None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, unit="step", file=sys.stderr, desc="train",
-                            dynamic_ncols=True, mininterval=1.0)
-
-        def _on_step(self) -> bool:
-            self.bar.update(self.training_env.num_envs)
-            return True
-
-        def _on_training_end(self) -> None:
-            self.bar.close()
-
-    class EvalAgainstBaselines(BaseCallback):
-        """Every ``eval_every`` timesteps: the current actor against the baselines on the
-        validation population, under every model structure. Keeps the best actor (by
-        :func:`score`); returns False — stopping training — after ``patience``
-        evaluations without improvement."""
-
-        def __init__(self, cfg: TrainConfig, vecnorm, save, baselines: dict, log):
-            super().__init__()
-            self.cfg, self.vecnorm, self.save, self.log = cfg, vecnorm, save, log
-            self.ref = {st: _reference(b) for st, b in baselines.items()}
-            self.best = -math.inf
-            self.best_result: dict | None = None
-            self.best_step = 0
-            self.bad = 0
-            self.history: list[dict] = []
-            self.next_eval = cfg.eval_every
-            self.stopped_early = False
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps < self.next_eval:
-                return True
-            self.next_eval += self.cfg.eval_every
-            return self.evaluate_now()
-
-        def evaluate_now(self) -> bool:
-            from policy.learned import LearnedController
-
-            t0 = time.monotonic()
-            actor = _actor_of(self.model, self.vecnorm, self.cfg)
-            ctl = LearnedController(scene=self.cfg.scene, actor=actor)
-            st = self.cfg.eval_structure
-            res = evaluate_controllers([ctl], self.cfg)
-            m = res[st]["policy"]
-            sc = score(m, self.ref[st])
-            self.history.append({"timesteps": int(self.num_timesteps), "score": sc,
-                                 "eval_seconds": round(time.monotonic() - t0, 1),
-                                 **{k: m[k] for k in ("responder_rate", "dropout_rate", "overwhelm_s_per_session")}})
-            better = sc > self.best + 1e-9
-            self.log(f"eval @ {self.num_timesteps}: responders {m['responder_rate']:.3f} "
-                     f"(best baseline {self.ref[st]['responder_rate']:.3f}), dropout {m['dropout_rate']:.3f}, "
-                     f"overwhelm {m['overwhelm_s_per_session']:.1f} s/session, score {sc:.4f}"
-                     + (" <- best" if better else ""))
-            if better:
-                self.best, self.best_result, self.best_step, self.bad = sc, res[st], int(self.num_timesteps), 0
-                self.save()
-            else:
-                self.bad += 1
-                if self.bad >= self.cfg.patience:
-                    self.log(f"no improvement in {self.bad} evaluations: stopping early")
-                    self.stopped_early = True
-                    return False
-            return True
-
-    return TqdmProgress, EvalAgainstBaselines
+    ctl = LearnedController(scene=cfg.scene, actor=_actor_of(model, vecnorm, cfg))
+    return evaluate_controllers([ctl], cfg)[cfg.eval_structure]
 
 
 def _actor_of(model, vecnorm, cfg: TrainConfig, meta: dict | None = None):
@@ -324,9 +250,12 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
         vecnorm.save(str(out / "vecnormalize.pkl"))
         export_bundle(model, vecnorm, out / "policy.npz", _bundle_meta(cfg, {"timesteps": int(model.num_timesteps)}))
 
-    Progress, Eval = _callbacks()
-    ev = Eval(cfg, vecnorm, save, baselines, log)
-    cbs = [ev] + ([Progress(cfg.timesteps)] if cfg.progress else [])
+    from policy.train.callbacks import EvalAgainstBaselines, TqdmProgress
+
+    ref = _reference(baselines[cfg.eval_structure])
+    ev = EvalAgainstBaselines(cfg.eval_every, cfg.patience, lambda m: _evaluate_actor(m, vecnorm, cfg),
+                              lambda metrics: score(metrics, ref), ref, save, log)
+    cbs = [ev] + ([TqdmProgress(cfg.timesteps)] if cfg.progress else [])
     model.learn(total_timesteps=cfg.timesteps, callback=CallbackList(cbs))
     if not ev.stopped_early and (not ev.history or ev.history[-1]["timesteps"] != model.num_timesteps):
         ev.evaluate_now()
@@ -390,10 +319,6 @@ def training_patients_text(seed: int, stats: dict) -> str:
             f"(a namespace no evaluation uses); (structure/sensor ×courses): {seen}")
 
 
-METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "escapes_per_patient",
-           "overwhelm_s_per_session", "window_fraction", "vr_minutes")
-
-
 def card_markdown(card: dict) -> str:
     v = card["validation"]
     lines = [f"# Model card: {card['name']} ({card['version']})", "",
@@ -418,6 +343,8 @@ def card_markdown(card: dict) -> str:
 
 
 def _table(res: dict) -> list[str]:
+    from policy.sim.evaluate import METRICS
+
     cols = list(METRICS)
     out = ["| controller | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in res.items():

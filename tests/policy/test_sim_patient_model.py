@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.sources import SOURCE_HANDLERS
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import (
     STRUCTURES,
@@ -21,7 +20,8 @@ from policy.sim.patient.population import (
 from policy.sim.patient.scene_table import FEATURES, scene_weights
 from sensors.errors import SourceURLError
 from sensors.sample import Sample
-from sensors.source import Exposure, open_source
+from sensors.source import Exposure
+from sensors.source import open_source as _open_source
 
 POP = default_population()
 
@@ -258,8 +258,15 @@ def test_approach_test_improves_with_safety_memory():
 
 
 # ------------------------------------------------------------------------------ sim:// on the model
+def open_source(url: str, **options):
+    """``sim://`` is registered in the engine's table of sources, not in the sensors' own."""
+    from engine.sources import SOURCE_HANDLERS
+
+    return _open_source(url, SOURCE_HANDLERS, **options)
+
+
 def test_sim_source_is_the_model_with_n_1():
-    src = open_source("sim://?seed=4&sensor=chest", SOURCE_HANDLERS, scene="heights", wall0=0.0)
+    src = open_source("sim://?seed=4&sensor=chest", scene="heights", wall0=0.0)
     p = model.make_params(POP, noise.patient_keys(4, 0), "heights")
     s = model.initial_state(p)
     src.observe(Exposure(0.0, 0.5, "heights"))
@@ -276,13 +283,13 @@ def test_sim_source_is_the_model_with_n_1():
                                  "sim://?structure=bogus", "sim://?population=/no/such.toml"])
 def test_sim_url_errors(url):
     with pytest.raises(SourceURLError):
-        open_source(url, SOURCE_HANDLERS)
+        open_source(url)
 
 
 def test_sim_feels_the_scene_parameters_or_falls_back_to_intensity():
-    a = open_source("sim://?seed=2", SOURCE_HANDLERS, scene="heights", wall0=0.0)
-    b = open_source("sim://?seed=2", SOURCE_HANDLERS, scene="heights", wall0=0.0)
-    c = open_source("sim://?seed=2", SOURCE_HANDLERS, scene="heights", wall0=0.0)
+    a = open_source("sim://?seed=2", scene="heights", wall0=0.0)
+    b = open_source("sim://?seed=2", scene="heights", wall0=0.0)
+    c = open_source("sim://?seed=2", scene="heights", wall0=0.0)
     top = {"height_m": 80.0, "railing": 0.0, "floor_transparency": 1.0, "edge_distance_m": 0.0, "wind": 1.0}
     a.observe(Exposure(0.0, 0.2, "heights", params=top))  # the scene shows the top level
     b.observe(Exposure(0.0, 0.2, "heights", params={"unrelated": 1.0}))  # a hierarchy naming other things

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import tomllib
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,3 +95,30 @@ def test_any_junk_value_is_refused_cleanly_or_accepted_valid(level, key, value):
 def test_arbitrary_documents_never_crash_the_parser(doc):
     with pytest.raises(HierarchyError):
         parse_hierarchy(doc if isinstance(doc, dict) else {"scene": "heights", "level": doc})
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=st.floats(-0.5, 1.5, allow_nan=False), scene=st.sampled_from(["heights", "crowds"]))
+def test_params_at_interpolates_like_numpy_and_is_the_same_for_one_or_many(x, scene):
+    """One implementation serves the scene (a number) and the session/evaluator (arrays);
+    numpy's ``interp`` is the reference for the piecewise-linear interpolation."""
+    h = load_hierarchy(scene)
+    one = h.params_at(x)
+    many = h.params_at(np.array([x, 0.5, x]))
+    xc = min(1.0, max(0.0, x))
+    for k, v in one.items():
+        assert isinstance(v, float)
+        assert many[k][0] == many[k][2] == v
+        ref = np.interp(xc, h.intensities, [lv.params[k] for lv in h.levels])
+        assert v == pytest.approx(ref, rel=1e-9, abs=1e-6)
+    lv = h.level_index(x)
+    assert isinstance(lv, int) and h.level_index(np.array([x]))[0] == lv
+    assert lv == max(0, min(bisect.bisect_right(h.intensities, x + 1e-9) - 1, len(h.levels) - 1))
+
+
+def test_params_at_the_levels_are_the_levels():
+    h = load_hierarchy("heights")
+    got = h.params_at(np.array(h.intensities))
+    for i, lv in enumerate(h.levels):
+        assert {k: float(v[i]) for k, v in got.items()} == lv.params
+        assert h.params_at(lv.intensity) == lv.params

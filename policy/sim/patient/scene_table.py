@@ -5,16 +5,12 @@ the hierarchy's intensity axis but a weighted mix of what the scene shows; each 
 the features a little differently, so a fixed hierarchy is mis-ordered for some of them.
 Heights saturate with height (Wuehr 2019: anxiety stops rising above ~40 m).
 
-:class:`SceneTable` is a hierarchy's levels as arrays (built from any object with ``scene``
-and ``levels`` of ``intensity``/``params`` — e.g. ``scenes.hierarchy.Hierarchy`` — without
-importing it: ``sensors/`` is a leaf). Its :meth:`params_at` computes exactly what
-``Hierarchy.params_at`` computes, vectorised, so the live session and the evaluator feed the
-model the same numbers.
+The scene parameters at an intensity come from the hierarchy itself (``params_at`` of a
+:class:`policy.step.SceneTable`, which the engine fills with ``scenes.hierarchy.Hierarchy``), so
+the live session and the evaluator feed the model the same numbers from one implementation.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,35 +56,3 @@ def felt(scene: str, params: dict, weights: np.ndarray) -> np.ndarray:
     for j, (name, fn, _) in enumerate(FEATURES[scene]):
         u = u + weights[:, j] * fn(np.asarray(params[name], dtype=float))
     return np.clip(u, 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class SceneTable:
-    scene: str
-    intensities: np.ndarray  # (n_levels,)
-    names: tuple[str, ...]
-    values: np.ndarray  # (n_levels, n_params)
-
-    @classmethod
-    def from_hierarchy(cls, h) -> SceneTable:
-        names = tuple(h.levels[0].params)
-        return cls(h.scene, np.array([lv.intensity for lv in h.levels], dtype=float), names,
-                   np.array([[lv.params[k] for k in names] for lv in h.levels], dtype=float))
-
-    def level_index(self, x: np.ndarray) -> np.ndarray:
-        """Same as Hierarchy.level_index, vectorised."""
-        i = np.searchsorted(self.intensities, np.asarray(x, dtype=float) + 1e-9, side="right") - 1
-        return np.clip(i, 0, len(self.intensities) - 1)
-
-    def params_at(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Same arithmetic as Hierarchy.params_at, vectorised over intensities."""
-        x = np.minimum(1.0, np.maximum(0.0, np.asarray(x, dtype=float)))
-        n = len(self.intensities)
-        i = self.level_index(x)
-        j = np.minimum(i + 1, n - 1)
-        li, hi_ = self.intensities[i], self.intensities[j]
-        w = (x - li) / np.maximum(hi_ - li, 1e-9)
-        lo, hi = self.values[i], self.values[j]
-        top = (i + 1 >= n)[:, None]
-        v = np.where(top, lo, lo + w[:, None] * (hi - lo))
-        return {k: v[:, m] for m, k in enumerate(self.names)}

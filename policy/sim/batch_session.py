@@ -1,0 +1,191 @@
+"""L virtual patients in sessions, stepped exactly as a headless live session steps them.
+
+The session rules are :class:`policy.step.SessionStep` over L lanes — the same code a live
+session runs with N = 1. What this adds is the simulated world around it, as
+``engine.session.live.Session.run_headless`` with the ``sim://`` source and ``--speed max``
+provides it: the session ticks every ``tick_s`` (0.25 s); the virtual patient advances on whole
+seconds and feels the intensity of the last tick before each second; a SUDS question is answered
+``suds_delay_s`` later; each controller group decides every ``decision_interval`` seconds. So the
+``sim://`` source in a live session, the env and the evaluator give identical trajectories for
+the same patient and controller (tests/policy/test_patients_identity.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from policy.controllers import Controller, Proposal
+from policy.observation import Observation
+from policy.shield import SafetyShield, ShieldResult
+from policy.sim.patient import model
+from policy.step import MAX_HR_ESTIMATE, RAMP_DOWN_PER_S, RAMP_UP_PER_S, SUDS_DELAY_S, TICK_S, SceneTable, SessionStep
+from sensors.features import FeatureConfig
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    tick_s: float = TICK_S
+    ramp_up_per_s: float = RAMP_UP_PER_S
+    ramp_down_per_s: float = RAMP_DOWN_PER_S
+    max_hr: float = MAX_HR_ESTIMATE
+    start_intensity: float = 0.0
+    suds_delay_s: float = SUDS_DELAY_S
+
+
+class Group:
+    """The lanes one controller drives (a contiguous slice), its shield and its decision clock."""
+
+    def __init__(self, controller: Controller, lanes: slice, shield: SafetyShield | None):
+        self.controller = controller
+        self.lanes = lanes
+        self.n = lanes.stop - lanes.start
+        self.shield = shield
+        self.interval = float(controller.decision_interval)
+        self.next_decision = 0.0
+
+
+class BatchSession:
+    """L virtual patients in sessions, stepped exactly as a headless live session steps.
+
+    ``params`` are the patients' model parameters (``rep`` copies side by side, one per
+    group); ``groups`` are (controller, shield) pairs, each driving N = L / len(groups) lanes.
+    Use :meth:`start_session`, then loop ``due = advance()`` → for each due group
+    :meth:`observation` → propose → :meth:`apply`, until :attr:`over`.
+    """
+
+    def __init__(self, params: model.Params, table: SceneTable, groups: list[tuple[Controller, SafetyShield | None]],
+                 config: DynamicsConfig | None = None, features: FeatureConfig | None = None, seed: int = 0):
+        self.p = params
+        self.table = table
+        self.cfg = config or DynamicsConfig()
+        self.fcfg = features or FeatureConfig()
+        self.levels = np.asarray(table.intensities, dtype=float)
+        n = params.n // len(groups)
+        if n * len(groups) != params.n:
+            raise ValueError("params.n must be a multiple of the number of groups")
+        self.n_per_group = n
+        self.groups = [Group(c, slice(i * n, (i + 1) * n), s) for i, (c, s) in enumerate(groups)]
+        self.seed = seed
+        self.state = model.initial_state(params)
+        self.session = -1
+        self.over = True
+
+    # the session state lives in the step
+    intensity = property(lambda self: self.s.intensity)
+    target = property(lambda self: self.s.target)
+    level = property(lambda self: self.s.level)
+    max_level = property(lambda self: self.s.max_level)
+
+    # ------------------------------------------------------------------ sessions
+    def start_session(self, duration_s: float, start: np.ndarray | None = None) -> None:
+        """Start the next session (the model state carries over; the session starts afresh,
+        at ``start`` intensity per lane, default the config's start_intensity)."""
+        c = self.cfg
+        self.session += 1
+        self.duration = float(duration_s)
+        self.t = 0.0
+        self.s = SessionStep(self.table, self.p.n, ramp_up_per_s=c.ramp_up_per_s, ramp_down_per_s=c.ramp_down_per_s,
+                             max_hr=c.max_hr, start=c.start_intensity if start is None else start,
+                             features=self.fcfg, t0=0.0)
+        self._no_pending = True
+        self._see()
+        self.reading: model.Reading | None = None
+        for g in self.groups:
+            g.controller.reset(g.n, self.levels, np.random.default_rng(self.seed))
+            if g.shield is not None:
+                g.shield.reset(g.n)
+            g.next_decision = 0.0 + g.interval
+        self._post_pending = False
+        self.over = False
+        self._first = True
+
+    def end_session(self) -> np.ndarray:
+        """Between sessions (model.next_session). Returns who dropped out now."""
+        self.state, drop = model.next_session(self.p, self.state, self.session)
+        return drop
+
+    # ------------------------------------------------------------------ the tick
+    def advance(self) -> list[Group]:
+        """Run ticks until some group must decide (returned) or the session is over ([])."""
+        while True:
+            if self._post_pending:
+                self._tick_post()
+                self._post_pending = False
+                t = self.t + self.cfg.tick_s
+                if not t < self.duration:
+                    self.over = True
+                    return []
+                self.t = t
+            elif self._first:
+                self._first = False
+            due = self._tick_pre(self.t)
+            self._post_pending = True
+            if due:
+                return due
+
+    def _tick_pre(self, now: float) -> list[Group]:
+        """What the live session does in a tick: the sim source's poll and SUDS answer
+        (``Session.step``), then the core (``SessionCore.tick``) on the shared step."""
+        s, p = self.s, self.p
+        s.advance(now)
+        sample = None
+        k = round(now)
+        if now == k and k >= 1:  # the patient advances on whole seconds (sim source: poll)
+            self.state, r = model.step(p, self.state, self.seen_u, self.seen_asked, self.session, k)
+            self.reading = r
+            self.on_second(k, r)
+            sample = ~np.isnan(r.bpm)
+            s.look = r.look_away  # the behaviour the scene reports
+        if not self._no_pending:
+            ans = s.suds_due(now, self.cfg.suds_delay_s)
+            if ans.any():
+                s.record_suds(now, model.suds(p, self.state, self.session, int(round(now * 1000))), ans)
+                self._no_pending = bool(np.isnan(s.pending).all())
+        if sample is not None and sample.any():
+            r = self.reading
+            s.ingest(now, r.bpm, r.rr, r.contact, mask=sample)
+        s.set_target(s.held(now))
+        due = []
+        for g in self.groups:
+            if now >= g.next_decision:
+                g.next_decision = now + g.interval
+                due.append(g)
+        if due:
+            m = np.zeros(p.n, bool)
+            for g in due:
+                m[g.lanes] = True
+            s.refresh(now, m)
+        return due
+
+    def _tick_post(self) -> None:
+        nxt = self.t + self.cfg.tick_s
+        if nxt == round(nxt):  # what the patient feels during the coming second (Session.step: observe)
+            self._see()
+
+    def _see(self) -> None:
+        s = self.s
+        self.seen_u = model.effective_intensity(self.p, s.intensity, self.table.params_at(s.intensity))
+        self.seen_asked = ~np.isnan(s.pending)
+
+    def on_second(self, k: int, r: model.Reading) -> None:
+        """Hook for accumulating metrics each simulated second (overridden by users)."""
+
+    # ------------------------------------------------------------------ decisions
+    def observation(self, g: Group) -> Observation:
+        return self.s.observation(self.t, g.lanes)
+
+    def hidden(self, g: Group) -> dict:
+        """The hidden state of a group's patients (for the oracle; evaluation only)."""
+        sl, s, p = g.lanes, self.state, self.p
+        return {"fear": s.A[sl], "optimal_arousal": p.optimal_arousal[sl], "overwhelm": p.overwhelm[sl],
+                "escape": p.escape[sl], "sensitisation": s.S[sl], "escaped": s.escaped[sl],
+                "dropped": s.dropped[sl]}
+
+    def apply(self, g: Group, obs: Observation, prop: Proposal) -> ShieldResult:
+        """The shielded proposal moves the target (as ``SessionCore`` does at a decision)."""
+        res, asked = self.s.decide(self.t, obs, prop, g.shield, g.lanes)
+        if asked.any():
+            self._no_pending = False
+        return res
