@@ -305,3 +305,11 @@ class BatchSession:
             self._no_pending = bool(np.isnan(self.pending).all())
         self._retarget_all(retarget(self.target[sl], res.delta), sl)
         return res
+
+
+# ---------------------------------------------------------------------------------------- courses
+def course_start_level(highest_level):
+    """The level the next session of a course starts at: one below the highest level reached in
+    the previous session (level 0 when that was 0), as a therapist would resume. The one rule for
+    the live session (``exposure run``), the env and the evaluator; over arrays or a single int."""
+    return np.maximum(np.asarray(highest_level) - 1, 0)

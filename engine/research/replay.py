@@ -121,6 +121,8 @@ def load_log(path: Path) -> SessionLog:
         if any(_num(d[k]) is None for k in ("t", "target_before", "target_after")):
             skip("decisions")
             continue
+        if d["who"] == "course":  # where the course started it: the rebuilt core starts there too
+            continue
         d = dict(d)
         d["obs"] = _json(d["obs"], None)
         d["info"] = _json(d["info"], None)

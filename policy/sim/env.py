@@ -88,7 +88,7 @@ from policy.shield import SafetyShield, ShieldResult
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import Population, load_population
 from policy.sim.patient.scene_table import SceneTable
-from policy.step import BatchSession, DynamicsConfig
+from policy.step import BatchSession, DynamicsConfig, course_start_level
 
 ENV_ID = "ExposureTherapy-v0"
 R_PROGRESS, R_OVERWHELM_S, R_ESCAPE, R_DROPOUT, R_BAT_STEPS, R_BAT_TOP = 5.0, 0.01, 1.0, 3.0, 2.0, 2.0
@@ -178,7 +178,7 @@ class _Course:
             reward += np.where(complete, R_BAT_STEPS * steps / (len(self.table.intensities) - 1)
                                + R_BAT_TOP * np.maximum(pre_top - top, 0.0) / 100.0, 0.0)
             bat = (np.where(complete, steps, np.nan), np.where(complete, top, np.nan))
-            start = b.levels[np.maximum(b.max_level - 1, 0)]
+            start = b.levels[course_start_level(b.max_level)]
             drop = b.end_session() & ~complete
             reward -= R_DROPOUT * drop
             done = complete | drop | b.state.dropped

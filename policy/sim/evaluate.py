@@ -36,7 +36,7 @@ from policy.shield import SafetyShield
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import STRUCTURES, Population
 from policy.sim.patient.scene_table import SceneTable
-from policy.step import BatchSession, DynamicsConfig
+from policy.step import BatchSession, DynamicsConfig, course_start_level
 
 METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "escapes_per_patient",
            "overwhelm_s_per_session", "window_fraction", "vr_minutes")
@@ -146,7 +146,7 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
         if s < K - 1:
             b.end_session()
             # the next session resumes one level below the highest level reached, as a therapist would
-            start = b.levels[np.maximum(b.max_level - 1, 0)]
+            start = b.levels[course_start_level(b.max_level)]
     steps, top = model.approach_test(p, b.state, level_u, post=True)
     dropped = b.state.dropped
     per = {
