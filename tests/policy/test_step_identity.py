@@ -121,3 +121,40 @@ def test_other_seed_differs(tmp_path):
     a = live("test-rule", tmp_path / "a", seed=SEED)
     b = live("test-rule", tmp_path / "b", seed=SEED + 1)
     assert [d["obs"]["hr"] for d in a] != [d["obs"]["hr"] for d in b]
+
+
+# ------------------------------------------------------------------------------ a course of sessions
+COURSE = 3
+
+
+def live_course(name: str, tmp_path, n: int = COURSE) -> list[list[dict]]:
+    """``n`` live sessions of the same patient in a row: each starts where the course rule says
+    and ``sim://`` continues the same virtual patient."""
+    return [live(name, tmp_path) for _ in range(n)]
+
+
+def evaluator_course(name: str, n: int = COURSE) -> list[list[dict]]:
+    recs: list[list[dict]] = [[] for _ in range(n)]
+
+    def record(b, gi):
+        g = b.groups[gi]
+        recs[b.session].append({"obs": b.observation(g).row(0), "target_after": float(b.target[g.lanes][0])})
+
+    run_course(load_population(), scene_table("heights"), [name], 1, seed=SEED, sessions=n, minutes=MINUTES,
+               record=record)
+    return recs
+
+
+@pytest.mark.parametrize("name", ["test-rule", "suds"])
+def test_course_sessions_identical(name, tmp_path):
+    lv, ev = live_course(name, tmp_path), evaluator_course(name)
+    with SessionReader(sorted(tmp_path.glob("*.session"))[-1]) as r:
+        assert r.meta["course_session"] == COURSE
+    for k in range(1, COURSE):  # sessions 2 and 3
+        assert len(lv[k]) == len(ev[k]) == int(MINUTES * 60 / 5) - 1
+        assert lv[k][0]["obs"]["intensity"] > 0.0  # the rule moved the start off level 0
+        for a, b in zip(lv[k], ev[k], strict=True):
+            _same_obs(a["obs"], b["obs"])
+            assert a["target_after"] == b["target_after"], (k, a["t"], a["target_after"], b["target_after"])
+    # the virtual patient carried over: session 2 is not session 1 again from another level
+    assert [d["obs"]["hr"] for d in lv[1]] != [d["obs"]["hr"] for d in lv[0]]
