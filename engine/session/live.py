@@ -102,7 +102,8 @@ class Session:
             self.writer.set_meta(**self.course.meta(self.writer.id))
         k = self.course.start_level
         if k:
-            core_config = replace(core_config or CoreConfig(), start_intensity=float(self.hierarchy.levels[k].intensity))
+            core_config = replace(core_config or CoreConfig(),
+                                  start_intensity=float(self.hierarchy.levels[k].intensity))
         self.core = SessionCore(self.hierarchy, self.controller, self.shield, self.writer,
                                 core_config, seed=cfg.seed, t0=self.clock.now())
         log_course_start(self.core, self.course)

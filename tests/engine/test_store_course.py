@@ -39,7 +39,7 @@ def test_three_sessions_form_one_course(three):
     assert [r["previous_session"] for r in rows] == [None, rows[0]["id"], rows[1]["id"]]
     assert len({r["course_id"] for r in rows}) == 1 and rows[0]["course_id"] == rows[0]["id"]
     assert rows[0]["start_level"] == 0
-    for prev, cur in zip(rows, rows[1:]):  # the rule, from what the previous log shows
+    for prev, cur in zip(rows[:-1], rows[1:], strict=True):  # the rule, from what the previous log shows
         assert cur["start_level"] == int(course_start_level(prev["highest_level"]))
     assert rows[0]["highest_level"] >= 2  # the ladder climbed: the rule moves session 2 off level 0
     assert rows[1]["start_level"] >= 1
