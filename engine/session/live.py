@@ -109,6 +109,8 @@ class Session:
         log_course_start(self.core, self.course)
         #: the highest level the session reached (ticks of :meth:`step`), for the next session of the course
         self.highest_level = self.core.level
+        self.peak_hr_rise: float | None = None  # highest HR above baseline so far, signal not lost (bpm)
+        self.started_at = meta["started_at"]
         self.id = self.writer.id
         self.path = self.writer.path
         self.stop_event = threading.Event()
@@ -153,6 +155,9 @@ class Session:
                     core.push_command(Command("suds", origin="patient", value=float(v)))
         core.tick(now)
         self.highest_level = max(self.highest_level, core.level)
+        rise = float(core.frame.hr_delta[0])
+        if rise == rise and not core.frame.lost[0] and (self.peak_hr_rise is None or rise > self.peak_hr_rise):
+            self.peak_hr_rise = rise
         src.observe(Exposure(now, core.intensity, self.cfg.scene, core.arbiter.paused,
                              core.suds_pending_since is not None, self.hierarchy.params_at(core.intensity)))
 
