@@ -121,8 +121,6 @@ def load_log(path: Path) -> SessionLog:
         if any(_num(d[k]) is None for k in ("t", "target_before", "target_after")):
             skip("decisions")
             continue
-        if d["who"] == "course":  # where the course started it: the rebuilt core starts there too
-            continue
         d = dict(d)
         d["obs"] = _json(d["obs"], None)
         d["info"] = _json(d["info"], None)
@@ -276,6 +274,11 @@ class Replayer:
         # decision t → samples seen and look-away the live core had then
         self._dec: dict[float, tuple[int, float | None]] = {}
         for d in log.decisions:
+            if d["who"] == "course":
+                # where the course started the session: a given, not a decision to re-derive (the
+                # rebuilt core starts there too, from the logged core config); kept in its place
+                self.tap.decisions.append(dict(d))
+                continue
             n = d.get("samples_seen")
             obs = d.get("obs") if isinstance(d.get("obs"), dict) else {}
             la = _num(obs.get("look_away")) if obs else None

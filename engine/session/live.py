@@ -106,7 +106,8 @@ class Session:
                                   start_intensity=float(self.hierarchy.levels[k].intensity))
         self.core = SessionCore(self.hierarchy, self.controller, self.shield, self.writer,
                                 core_config, seed=cfg.seed, t0=self.clock.now())
-        log_course_start(self.core, self.course)
+        if cfg.patient != "anon" or cfg.start_level is not None:  # an anonymous session at level 0 decides nothing
+            log_course_start(self.core, self.course)
         #: the highest level the session reached (ticks of :meth:`step`), for the next session of the course
         self.highest_level = self.core.level
         self.peak_hr_rise: float | None = None  # highest HR above baseline so far, signal not lost (bpm)
