@@ -135,3 +135,18 @@ def test_next_session_rule_and_file_names(tmp_path):
     assert next_session(tmp_path, "anon", "heights", names, start_level=2).start_level == 2
     assert patient_of_file(tmp_path / "20261130-013005-P-1_x-51f8.session") == "P-1_x"
     assert list(course_start_level([0, 1, 2, 7])) == [0, 0, 1, 6]
+
+
+def test_parquet_dataset_carries_the_course(three, tmp_path):
+    import pyarrow.dataset as ds
+
+    d, _ = three
+    run_cli("export", "--all", "--format", "parquet", "--out", tmp_path / "X", "--sessions-dir", d, check=True)
+    t = ds.dataset(tmp_path / "X" / "sessions", format="parquet", partitioning="hive").to_table()
+    rows = sorted(t.select(["session_id", "course_id", "course_session", "previous_session",
+                            "start_level"]).to_pylist(), key=lambda r: r["course_session"])
+    want = listed(d, "P017")
+    assert [(r["session_id"], r["course_id"], r["course_session"], r["previous_session"], r["start_level"])
+            for r in rows] == [(w["id"], w["course_id"], w["course_session"], w["previous_session"],
+                                w["start_level"]) for w in want]
+    assert t.schema.field("course_session").metadata[b"description"].startswith(b"1-based")
