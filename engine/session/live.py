@@ -63,8 +63,8 @@ class Session:
                                        [lv.name for lv in self.hierarchy.levels], cfg.start_level, cfg.new_course)
         except StoreError as e:
             raise ConfigError(str(e)) from None
-        for w in self.course.warnings:
-            log.warning("%s", w)
+        for w in self.course.warnings:  # printed as warnings by the CLI at start (engine.cli.run)
+            log.info("%s", w)
         try:
             self.source = source or open_source(cfg.sensor, SOURCE_HANDLERS, seed=cfg.seed, scene=cfg.scene,
                                                 clock=self.clock.now, sessions_dir=cfg.sessions_dir,
