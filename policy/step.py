@@ -128,6 +128,9 @@ class BatchSession:
         self.session = -1
         self.over = True
         self.hidden_hook = None
+        #: where each lane stands in its course (course_context); the course runner updates it
+        #: between sessions with :meth:`next_course_context`
+        self.course_ctx = first_course_context(params.n, len(self.levels))
 
     # ------------------------------------------------------------------ sessions
     def start_session(self, duration_s: float, start: np.ndarray | None = None) -> None:
@@ -157,6 +160,7 @@ class BatchSession:
         self.seen_u = model.effective_intensity(self.p, self.intensity, self.table.params_at(self.intensity))
         self.seen_asked = np.zeros(L, bool)
         self.reading: model.Reading | None = None
+        self.sess = session_course_stats(L, len(self.levels))  # what the next session's course context needs
         for g in self.groups:
             g.controller.reset(g.n, self.levels, np.random.default_rng(self.seed))
             if g.shield is not None:
@@ -211,11 +215,13 @@ class BatchSession:
                                       self.suds_peak)
             self.pending = np.where(ans, np.nan, self.pending)
             self._no_pending = bool(np.isnan(self.pending).all())
+            record_suds_stats(self.sess, ans, v, self.level)
         # core.tick: ingest samples
         if sample is not None and sample.any():
             r = self.reading
             self.frame = self.bank.update(now, r.bpm, r.rr, r.contact, mask=sample)
             self.last_feature_t = np.where(sample, now, self.last_feature_t)
+            record_rise_stats(self.sess, sample, self.frame.hr_delta, self.frame.lost)
         lost = signal_lost(self.bank.seen_valid, self.bank.t_valid, now, self.bank.cfg.lost_after_s)
         self._retarget_all(lost_hold(self.target, self.intensity, lost))
         due = []
@@ -282,7 +288,13 @@ class BatchSession:
             hr_delta=f.hr_delta[sl], hr_slope=f.hr_slope[sl], rmssd=f.rmssd[sl], quality=f.quality[sl],
             lost=f.lost[sl], since_valid=np.where(b.seen_valid[sl], now - b.t_valid[sl], math.inf),
             suds=self.suds_last[sl].copy(), suds_age=now - self.suds_t[sl], suds_peak=self.suds_peak[sl].copy(),
-            look_away=self.look[sl].copy(), max_hr=np.full(g.n, self.cfg.max_hr))
+            look_away=self.look[sl].copy(), max_hr=np.full(g.n, self.cfg.max_hr),
+            **course_observation({k: v[sl] for k, v in self.course_ctx.items()}, self.sess["first_suds"][sl],
+                                 self.sess["first_level"][sl]))
+
+    def next_course_context(self) -> dict:
+        """The course context of the next session, from the one that just ended (every lane)."""
+        return next_course_context(self.course_ctx, self.max_level, self.sess, self.duration)
 
     def hidden(self, g: Group) -> dict:
         """The hidden state of a group's patients (for the oracle; evaluation only)."""
@@ -313,3 +325,57 @@ def course_start_level(highest_level):
     the previous session (level 0 when that was 0), as a therapist would resume. The one rule for
     the live session (``exposure run``), the env and the evaluator; over arrays or a single int."""
     return np.maximum(np.asarray(highest_level) - 1, 0)
+
+
+def first_course_context(n: int, n_levels: int) -> dict:
+    """The course context of a session with nothing before it (a first session), over N lanes:
+    (N,) arrays per :data:`policy.observation.COURSE_FIELDS` but return_of_fear, and
+    ``prev_suds_at_level`` (N, levels): the last SUDS given at each level last session (NaN: none)."""
+    return {"course_session": np.ones(n), "prev_highest_level": np.full(n, np.nan),
+            "prev_peak_suds": np.full(n, np.nan), "prev_peak_hr_rise": np.full(n, np.nan),
+            "course_minutes": np.zeros(n), "prev_suds_at_level": np.full((n, n_levels), np.nan)}
+
+
+def session_course_stats(n: int, n_levels: int) -> dict:
+    """What a session accumulates for the next one's course context."""
+    return {"first_suds": np.full(n, np.nan), "first_level": np.full(n, -1), "peak_suds": np.full(n, np.nan),
+            "peak_rise": np.full(n, np.nan), "suds_at_level": np.full((n, n_levels), np.nan)}
+
+
+def record_suds_stats(st: dict, answered, value, level) -> None:
+    """SUDS answers (where ``answered``) given at ``level``."""
+    first = answered & (st["first_level"] < 0)
+    st["first_suds"] = np.where(first, value, st["first_suds"])
+    st["first_level"] = np.where(first, level, st["first_level"])
+    st["peak_suds"] = np.where(answered, np.fmax(st["peak_suds"], value), st["peak_suds"])
+    lanes = np.flatnonzero(answered)
+    st["suds_at_level"][lanes, np.asarray(level)[lanes]] = np.asarray(value)[lanes]
+
+
+def record_rise_stats(st: dict, sampled, hr_delta, lost) -> None:
+    """The HR rise of the features a sample produced (where ``sampled``), unless the signal is lost."""
+    ok = sampled & ~np.asarray(lost, bool) & ~np.isnan(hr_delta)
+    st["peak_rise"] = np.where(ok, np.fmax(st["peak_rise"], hr_delta), st["peak_rise"])
+
+
+def next_course_context(ctx: dict, highest_level, st: dict, duration_s) -> dict:
+    """The next session's course context, from this session's and its stats."""
+    return {"course_session": ctx["course_session"] + 1.0,
+            "prev_highest_level": np.asarray(highest_level, float).copy(),
+            "prev_peak_suds": st["peak_suds"].copy(), "prev_peak_hr_rise": st["peak_rise"].copy(),
+            "course_minutes": ctx["course_minutes"] + np.asarray(duration_s, float) / 60.0,
+            "prev_suds_at_level": st["suds_at_level"].copy()}
+
+
+def course_observation(ctx: dict, first_suds, first_level) -> dict:
+    """The course fields of the observation (policy.observation.COURSE_FIELDS) over N lanes: the
+    context, and the return of fear once this session's first SUDS answer has come (its value
+    minus the last SUDS given at that level in the previous session; NaN until then or when the
+    previous session has none there)."""
+    lv = np.asarray(first_level)
+    has = lv >= 0
+    before = ctx["prev_suds_at_level"][np.arange(len(lv)), np.maximum(lv, 0)]
+    out = {k: np.asarray(ctx[k], float).copy() for k in ("course_session", "prev_highest_level", "prev_peak_suds",
+                                                          "prev_peak_hr_rise", "course_minutes")}
+    out["return_of_fear"] = np.where(has, np.asarray(first_suds, float) - before, np.nan)
+    return out

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from engine.session.commands import CommandError, parse_command
 from engine.session.core import CoreConfig, SessionCore
+from engine.store.course import course_context_from_meta
 from engine.store.files import SessionReader, StoreError
 from policy.controllers import ControllerError, make_controller
 from policy.shield import SafetyShield, ShieldConfig
@@ -214,10 +215,14 @@ def build_core(log: SessionLog, controller: str | None = None, writer=None) -> S
     sh = m.get("shield") if isinstance(m.get("shield"), dict) else {}
     shield_cfg = _known(ShieldConfig, sh.get("config"))
     seed = m.get("seed") if isinstance(m.get("seed"), int) else 0
-    return ReplayCore(hierarchy, ctl, SafetyShield(ShieldConfig(**shield_cfg)), writer,
-                       CoreConfig(**_known(CoreConfig, m.get("core_config"))),
-                       FeatureConfig(**_known(FeatureConfig, m.get("feature_config"))),
-                       seed=seed, t0=log.t0)
+    core = ReplayCore(hierarchy, ctl, SafetyShield(ShieldConfig(**shield_cfg)), writer,
+                      CoreConfig(**_known(CoreConfig, m.get("core_config"))),
+                      FeatureConfig(**_known(FeatureConfig, m.get("feature_config"))),
+                      seed=seed, t0=log.t0)
+    ctx = course_context_from_meta(m, len(hierarchy.levels))  # the course as the session saw it
+    if ctx is not None:
+        core.course_ctx = ctx
+    return core
 
 
 class _Quiet(logging.Filter):

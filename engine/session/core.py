@@ -87,6 +87,9 @@ class SessionCore:
         self.rejected_commands = 0
         self.end_reason: str | None = None
         self.n_samples = 0
+        #: where this session stands in the patient's course (policy.step.first_course_context);
+        #: the live session and replay set it from the session's metadata
+        self.course_ctx = session_step.first_course_context(1, len(self.levels))
         self.counts = {"decisions": 0, "commands": 0, "samples": 0}
         self._snapshot: dict = {}
         self._update_snapshot()
@@ -199,7 +202,13 @@ class SessionCore:
             hr_delta=f.hr_delta, hr_slope=f.hr_slope, rmssd=f.rmssd, quality=f.quality,
             lost=f.lost, since_valid=a(now - self.bank.t_valid[0] if self.bank.seen_valid[0] else math.inf),
             suds=a(self.suds_last), suds_age=a(now - self.suds_t), suds_peak=a(self.suds_peak),
-            look_away=a(self.behaviour.get("look_away", math.nan)), max_hr=a(self.cfg.max_hr))
+            look_away=a(self.behaviour.get("look_away", math.nan)), max_hr=a(self.cfg.max_hr),
+            **session_step.course_observation(self.course_ctx, *self._first_suds()))
+
+    def _first_suds(self) -> tuple[np.ndarray, np.ndarray]:
+        """This session's first SUDS answer and the level it was given at (NaN, -1: none yet)."""
+        f = self.suds_history[0] if self.suds_history else None
+        return np.array([math.nan if f is None else f["value"]]), np.array([-1 if f is None else f["level"]])
 
     def _decide(self, now: float) -> None:
         # Features are brought up to ``now`` only here (and on samples), so that a decision

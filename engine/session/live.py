@@ -27,7 +27,7 @@ from engine.session.config import (  # noqa: F401  (re-exported: the session's s
 )
 from engine.session.core import CoreConfig, SessionCore
 from engine.sources import SOURCE_HANDLERS
-from engine.store.course import next_session, previous_source_state
+from engine.store.course import course_context_from_meta, next_session, previous_source_state
 from engine.store.files import SessionWriter, StoreError
 from policy import step as session_step
 from policy.controllers import ControllerError, make_controller
@@ -99,13 +99,17 @@ class Session:
             self.source.close()
             raise ConfigError(str(e)) from None
         if cfg.patient != "anon":
-            self.writer.set_meta(**self.course.meta(self.writer.id))
+            self.writer.set_meta(**self.course.meta(self.writer.id),
+                                 course_context=self.course.context(len(self.hierarchy.levels)))
         k = self.course.start_level
         if k:
             core_config = replace(core_config or CoreConfig(),
                                   start_intensity=float(self.hierarchy.levels[k].intensity))
         self.core = SessionCore(self.hierarchy, self.controller, self.shield, self.writer,
                                 core_config, seed=cfg.seed, t0=self.clock.now())
+        if cfg.patient != "anon":  # the controller sees the course (an anonymous session: none before it)
+            self.core.course_ctx = course_context_from_meta(
+                {"course_context": self.course.context(len(self.hierarchy.levels))}, len(self.hierarchy.levels))
         if cfg.patient != "anon" or cfg.start_level is not None:  # an anonymous session at level 0 decides nothing
             log_course_start(self.core, self.course)
         #: the highest level the session reached (ticks of :meth:`step`), for the next session of the course

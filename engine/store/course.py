@@ -41,7 +41,7 @@ class CourseSession:
     previous_id: str | None
     started_at: str | None
     started_wall: float | None
-    minutes: float
+    minutes: float  # rounded to 0.001 for display; duration_s is exact
     start_level: int
     start_reason: str | None
     highest_level: int
@@ -56,6 +56,7 @@ class CourseSession:
     hr_rise_by_level: dict = field(default_factory=dict)
     ended: str = "incomplete"
     interrupted: bool = False
+    duration_s: float = 0.0
     return_of_fear: float | None = None  # set by :func:`read_course`
 
     def row(self) -> dict:
@@ -86,6 +87,21 @@ class NextSession:
     start_level: int
     start_reason: str
     warnings: list[str]
+    vr_minutes_exact: float = 0.0  # the same, unrounded, summed session by session as the simulator does
+
+    def context(self, n_levels: int) -> dict:
+        """The course context a controller sees (policy.step.first_course_context, N = 1), as JSON
+        for the session's metadata (null: not measured)."""
+        p = self.previous
+        at = [None] * n_levels
+        if p is not None:
+            for lv, v in p.suds_by_level.items():
+                if 0 <= int(lv) < n_levels:
+                    at[int(lv)] = v
+        return {"course_session": self.index, "prev_highest_level": None if p is None else p.highest_level,
+                "prev_peak_suds": None if p is None else p.peak_suds,
+                "prev_peak_hr_rise": None if p is None else p.peak_hr_rise,
+                "course_minutes": self.vr_minutes_exact, "prev_suds_at_level": at}
 
     def meta(self, own_id: str) -> dict:
         """The session metadata fields of the new session."""
@@ -152,7 +168,7 @@ def _session(reader: SessionReader) -> CourseSession:
         first_suds_level=None if first is None else int(first["level"]),
         suds_by_level=by_level, hr_rise_by_level=rise_by_level,
         ended=end or "incomplete (no end recorded: crashed or killed)",
-        interrupted=end is None or end != "completed")
+        interrupted=end is None or end != "completed", duration_s=float(info.duration_s))
 
 
 def _return_of_fear(prev: CourseSession, cur: CourseSession) -> float | None:
@@ -240,7 +256,10 @@ def next_session(sessions_dir: Path, patient: str, scene: str, levels: list[str]
         k = rule
         why = (f"one level below the highest level reached in session {prev.index} of the course "
                f"(level {prev.highest_level}, {levels[min(prev.highest_level, n - 1)]})")
-    return NextSession(course.course_id, index, prev, round(course.minutes, 3), k, why, course.warnings)
+    exact = 0.0
+    for x in course.sessions:
+        exact = exact + x.duration_s / 60.0
+    return NextSession(course.course_id, index, prev, round(course.minutes, 3), k, why, course.warnings, exact)
 
 
 def previous_source_state(nxt: NextSession) -> dict | None:
@@ -254,3 +273,25 @@ def previous_source_state(nxt: NextSession) -> dict | None:
     except StoreError:
         return None
     return st if isinstance(st, dict) else None
+
+
+def course_context_from_meta(meta: dict, n_levels: int) -> dict | None:
+    """The course context a session's controller saw, from its metadata (``course_context``), as
+    the arrays :func:`policy.step.course_observation` takes (N = 1); None when the log has none
+    (older logs, anonymous sessions): the core's default, a session with nothing before it."""
+    import numpy as np
+
+    c = meta.get("course_context")
+    if not isinstance(c, dict):
+        return None
+
+    def f(x):
+        return np.nan if not isinstance(x, (int, float)) or isinstance(x, bool) else float(x)
+
+    at = c.get("prev_suds_at_level")
+    at = at if isinstance(at, list) else []
+    row = [f(at[i]) if i < len(at) else np.nan for i in range(n_levels)]
+    out = {k: np.array([f(c.get(k))]) for k in ("course_session", "prev_highest_level", "prev_peak_suds",
+                                                 "prev_peak_hr_rise", "course_minutes")}
+    out["prev_suds_at_level"] = np.array([row])
+    return out

@@ -144,6 +144,7 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
         if progress is not None:
             progress(s + 1, K)
         if s < K - 1:
+            b.course_ctx = b.next_course_context()
             b.end_session()
             # the next session resumes one level below the highest level reached, as a therapist would
             start = b.levels[course_start_level(b.max_level)]

@@ -12,6 +12,7 @@ from engine.gym_env import make_env, scene_table
 from engine.session.live import Session, SessionConfig
 from engine.store.files import SessionReader
 from policy.controllers import register_controller
+from policy.observation import COURSE_FIELDS
 from policy.sim.env import ActionController
 from policy.sim.evaluate import run_course
 from policy.sim.patient.population import load_population
@@ -19,7 +20,8 @@ from policy.sim.patient.population import load_population
 SEED = 5
 MINUTES = 8.0
 OBS_KEYS = ("t", "intensity", "target", "level", "time_at_level", "hr", "baseline", "hr_delta", "hr_slope",
-            "rmssd", "quality", "lost", "since_valid", "suds", "suds_age", "suds_peak", "look_away")
+            "rmssd", "quality", "lost", "since_valid", "suds", "suds_age", "suds_peak", "look_away",
+            *COURSE_FIELDS)
 
 
 def rule(v: np.ndarray) -> np.ndarray:
@@ -158,3 +160,11 @@ def test_course_sessions_identical(name, tmp_path):
             assert a["target_after"] == b["target_after"], (k, a["t"], a["target_after"], b["target_after"])
     # the virtual patient carried over: session 2 is not session 1 again from another level
     assert [d["obs"]["hr"] for d in lv[1]] != [d["obs"]["hr"] for d in lv[0]]
+    # the controllers saw the course: index, what the session before reached, minutes so far
+    for k in range(COURSE):
+        o = lv[k][0]["obs"]
+        assert o["course_session"] == k + 1 and o["course_minutes"] == pytest.approx(k * MINUTES)
+        assert (o["prev_highest_level"] is None) == (k == 0)
+        assert (o["prev_peak_hr_rise"] is None) == (k == 0)
+    if name == "suds":  # it asks early: the return of fear was measured in sessions 2 and 3
+        assert all(any(d["obs"]["return_of_fear"] is not None for d in lv[k]) for k in (1, 2))
