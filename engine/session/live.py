@@ -98,9 +98,12 @@ class Session:
         except StoreError as e:
             self.source.close()
             raise ConfigError(str(e)) from None
+        n_levels = len(self.hierarchy.levels)
+        ctx = self.course.context(n_levels)
         if cfg.patient != "anon":
-            self.writer.set_meta(**self.course.meta(self.writer.id),
-                                 course_context=self.course.context(len(self.hierarchy.levels)))
+            self.writer.set_meta(**self.course.meta(self.writer.id), course_context=ctx)
+        else:
+            self.writer.set_meta(start_level=self.course.start_level, start_reason=self.course.start_reason)
         k = self.course.start_level
         if k:
             core_config = replace(core_config or CoreConfig(),
@@ -108,8 +111,7 @@ class Session:
         self.core = SessionCore(self.hierarchy, self.controller, self.shield, self.writer,
                                 core_config, seed=cfg.seed, t0=self.clock.now())
         if cfg.patient != "anon":  # the controller sees the course (an anonymous session: none before it)
-            self.core.course_ctx = course_context_from_meta(
-                {"course_context": self.course.context(len(self.hierarchy.levels))}, len(self.hierarchy.levels))
+            self.core.course_ctx = course_context_from_meta({"course_context": ctx}, n_levels)
         if cfg.patient != "anon" or cfg.start_level is not None:  # an anonymous session at level 0 decides nothing
             log_course_start(self.core, self.course)
         #: the highest level the session reached (ticks of :meth:`step`), for the next session of the course
@@ -220,8 +222,8 @@ class Session:
 
 def log_course_start(core: SessionCore, course) -> None:
     """The start level, recorded as a decision (who ``course``) with its reason. It changes
-    nothing: the core already starts there (``CoreConfig.start_intensity``); replay leaves
-    these rows out, as it rebuilds the core from the same config."""
+    nothing: the core already starts there (``CoreConfig.start_intensity``); replay keeps the
+    row in its place as a given (it rebuilds the core from the same config)."""
     h, k = core.hierarchy, core.level
     rec = {"t": core.t, "who": "course", "name": "course", "reason": f"start at level {k}: {course.start_reason}",
            "mode": core.arbiter.mode, "intensity": core.intensity, "target_before": core.target,
