@@ -5,8 +5,11 @@ a damaged earlier session is skipped with a one-line warning."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.store.course import next_session, patient_of_file, read_course
 from engine.store.files import SessionReader
@@ -155,3 +158,36 @@ def test_parquet_dataset_carries_the_course(three, tmp_path):
             for r in rows] == [(w["id"], w["course_id"], w["course_session"], w["previous_session"],
                                 w["start_level"]) for w in want]
     assert t.schema.field("course_session").metadata[b"description"].startswith(b"1-based")
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                       lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                       max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ctx=JSONISH, n_levels=st.integers(1, 12))
+def test_any_logged_course_context_reads_as_arrays_or_none(ctx, n_levels):
+    """A damaged or hand-edited ``course_context`` never crashes replay: it reads as the arrays the
+    observation takes, with anything that is not a number read as not measured."""
+    import numpy as np
+
+    from engine.store.course import course_context_from_meta
+    from policy.step import course_observation
+
+    out = course_context_from_meta({"course_context": ctx}, n_levels)
+    if not isinstance(ctx, dict):
+        assert out is None
+        return
+    assert out["prev_suds_at_level"].shape == (1, n_levels)
+    obs = course_observation(out, np.array([np.nan]), np.array([-1]))
+    assert set(obs) == {"course_session", "prev_highest_level", "prev_peak_suds", "prev_peak_hr_rise",
+                        "course_minutes", "return_of_fear"}
+    assert all(v.shape == (1,) and v.dtype == float for v in obs.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), max_size=40))
+def test_patient_of_any_file_name_is_a_string_or_none(name):
+    got = patient_of_file(Path(name + ".session"))
+    assert got is None or isinstance(got, str)
