@@ -1,7 +1,10 @@
 """``sim://``: one virtual patient who responds to what the session shows.
 
 The same model as the gymnasium env and the evaluator (:mod:`policy.sim.patient.model`), with
-N = 1: patient 0 of the default population drawn with ``seed``, in its first session. The
+N = 1: patient 0 of the default population drawn with ``seed``, in its first session — or, in
+the next session of a course, the same patient continued from the state the previous session
+ended in (``course_state``, logged by the live session; then :func:`model.next_session`, as the
+evaluator does between sessions). The
 patient advances on whole seconds and, during each second, feels the last exposure the
 session showed before it (scene parameters → effective intensity with the patient's own
 weights; a pending SUDS question costs immersion). The sensor reports integer bpm once a
