@@ -63,18 +63,30 @@ class LearnedController(Controller):
             self.path = None
             digest = None
         meta = actor.meta
-        if meta.get("obs_version") != OBS_VERSION or meta.get("input_version") != INPUT_VERSION:
-            raise ControllerError(f"the policy was trained on observation version {meta.get('obs_version')}/"
+        # The inputs the policy was trained on, by name: a policy of an older observation version
+        # gets exactly the fields it knows (their encoding is that of INPUT_VERSION), so it acts
+        # as it did; one whose inputs this software does not compute is refused.
+        inputs = meta.get("inputs")
+        ver = meta.get("obs_version")
+        if not (isinstance(ver, int) and 1 <= ver <= OBS_VERSION) or meta.get("input_version") != INPUT_VERSION:
+            raise ControllerError(f"the policy was trained on observation version {ver}/"
                                   f"{meta.get('input_version')}, this software computes {OBS_VERSION}/"
                                   f"{INPUT_VERSION}: retrain it")
+        if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
+            raise ControllerError("the policy's bundle does not name its inputs (metadata 'inputs'): retrain it")
+        unknown = [x for x in inputs if x not in VECTOR_FIELDS]
+        if unknown:
+            raise ControllerError(f"the policy uses inputs this software does not compute ({', '.join(unknown)}): "
+                                  "retrain it or upgrade exposure")
+        self.inputs = tuple(inputs)
         if meta.get("scene") != scene:
             raise ControllerError(f"the policy was trained for scene {meta.get('scene')!r}, not {scene!r}")
         self.step_size = float(meta.get("step_size", STEP_SIZE))
         self.ask_suds = bool(meta.get("ask_suds", ASK_SUDS))
         want = (3, 2) if self.ask_suds else (3,)
-        if actor.nvec != want or actor.obs_dim != len(VECTOR_FIELDS):
+        if actor.nvec != want or actor.obs_dim != len(self.inputs):
             raise ControllerError(f"the policy's actions {actor.nvec} or inputs ({actor.obs_dim}) do not fit "
-                                  f"this software ({want}, {len(VECTOR_FIELDS)}): retrain it")
+                                  f"its metadata ({want}, {len(self.inputs)} named inputs): retrain it")
         self.actor = actor
         self.scene = scene
         self.deterministic = deterministic
@@ -85,13 +97,13 @@ class LearnedController(Controller):
 
     def describe(self) -> dict:
         m = self.actor.meta
-        return {**super().describe(), "scene": self.scene, "bundle": self.path, "inputs": list(VECTOR_FIELDS),
+        return {**super().describe(), "scene": self.scene, "bundle": self.path, "inputs": list(self.inputs),
                 "step_size": self.step_size, "ask_suds": self.ask_suds,
                 "min_suds_interval_s": self.min_suds_interval_s,
                 "trained": {k: m.get(k) for k in ("seed", "timesteps", "population", "version")}}
 
     def propose(self, obs: Observation) -> Proposal:
-        x = observation_vector(obs)
+        x = observation_vector(obs, self.inputs)
         act, probs = self.actor.act(x, None if self.deterministic else self.rng)
         a = act if self.ask_suds else act[:, 0]
         delta, ask = action_to_delta(a, self.step_size, self.ask_suds)

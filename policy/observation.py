@@ -13,12 +13,22 @@ import numpy as np
 
 from sensors.features import finite_or_none
 
+#: The course context: where this session stands in the patient's course (one value per patient).
+#: The live session reads it from the store (engine.store.course), the env and the evaluator from
+#: their course state; both through :func:`policy.step.course_observation`.
+COURSE_FIELDS = ("course_session", "prev_highest_level", "prev_peak_suds", "prev_peak_hr_rise", "course_minutes",
+                 "return_of_fear")
 # Order of the vector given to learned policies. Changing it is a new observation version.
+# Version 2 added the course fields at the end; a policy trained on version 1 still gets exactly
+# its 12 inputs (the learned controller picks its inputs by name, from its bundle's metadata).
 VECTOR_FIELDS = (
     "intensity", "level_frac", "time_at_level", "hr_delta", "hr_slope", "rmssd", "quality",
-    "lost", "suds", "suds_age", "look_away", "t",
+    "lost", "suds", "suds_age", "look_away", "t", *COURSE_FIELDS,
 )
-OBS_VERSION = 1
+OBS_VERSION = 2
+#: what a session with nothing before it sees (a first session, an anonymous one)
+COURSE_DEFAULTS = {"course_session": 1.0, "prev_highest_level": np.nan, "prev_peak_suds": np.nan,
+                   "prev_peak_hr_rise": np.nan, "course_minutes": 0.0, "return_of_fear": np.nan}
 
 
 @dataclass
@@ -42,15 +52,27 @@ class Observation:
     suds_peak: np.ndarray  # highest SUDS at the current level (NaN if none)
     look_away: np.ndarray  # share of recent time looking down/away (NaN if the scene does not say)
     max_hr: np.ndarray  # the patient's estimated max HR (208 − 0.7·age)
+    # the course context (None: a session with nothing before it, COURSE_DEFAULTS)
+    course_session: np.ndarray | None = None  # 1-based index of this session in the course
+    prev_highest_level: np.ndarray | None = None  # highest level reached in the previous session (NaN: none)
+    prev_peak_suds: np.ndarray | None = None  # highest SUDS of the previous session (NaN: none)
+    prev_peak_hr_rise: np.ndarray | None = None  # highest HR rise over baseline then, bpm (NaN: none)
+    course_minutes: np.ndarray | None = None  # minutes in VR in the course before this session
+    return_of_fear: np.ndarray | None = None  # first SUDS now − last SUDS at that level last time (NaN: not yet)
+
+    def __post_init__(self):
+        for name, v in COURSE_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(len(self.t), v))
 
     @property
     def n(self) -> int:
         return len(self.t)
 
-    def vector(self) -> np.ndarray:
-        """(N, len(VECTOR_FIELDS)) float32 with NaN/inf replaced by neutral values."""
+    def vector(self, names: tuple[str, ...] = VECTOR_FIELDS) -> np.ndarray:
+        """(N, len(names)) float32 with NaN/inf replaced by neutral values; ``names`` from VECTOR_FIELDS."""
         cols = []
-        for name in VECTOR_FIELDS:
+        for name in names:
             x = np.asarray(getattr(self, name), dtype=np.float64)
             if name == "t" or name == "time_at_level":
                 x = x / 600.0
@@ -62,6 +84,16 @@ class Observation:
                 x = np.where(np.isnan(x), 0.0, x) / 20.0
             elif name == "rmssd":
                 x = np.where(np.isnan(x), 40.0, x) / 50.0
+            elif name == "course_session":
+                x = (x - 1.0) / 10.0
+            elif name in ("prev_highest_level", "prev_peak_suds"):
+                x = np.where(np.isnan(x), -1.0, x / (10.0 if name == "prev_highest_level" else 100.0))
+            elif name == "prev_peak_hr_rise":
+                x = np.where(np.isnan(x), 0.0, x) / 20.0
+            elif name == "course_minutes":
+                x = x / 300.0
+            elif name == "return_of_fear":
+                x = np.where(np.isnan(x), 0.0, x) / 100.0
             cols.append(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
         return np.stack(cols, axis=1).astype(np.float32)
 
@@ -100,5 +132,5 @@ def action_to_delta(action, step_size: float = 0.05, ask_suds: bool = False) -> 
     return (move.astype(float) - 1.0) * step_size, ask
 
 
-def observation_vector(obs: Observation) -> np.ndarray:
-    return np.clip(obs.vector(), OBS_LOW, OBS_HIGH)
+def observation_vector(obs: Observation, names: tuple[str, ...] = VECTOR_FIELDS) -> np.ndarray:
+    return np.clip(obs.vector(names), OBS_LOW, OBS_HIGH)

@@ -125,6 +125,10 @@ class SessionStep:
         self.bank = FeatureBank(n, features, t0=t0)
         self.frame: FeatureFrame = self.bank.update(t0, np.full(n, np.nan))
         self.last_feature_t = np.full(n, t0)
+        #: where each lane stands in its course (:func:`first_course_context` for a first session);
+        #: the live session sets it from the store, the simulator from the session before
+        self.course_ctx = first_course_context(n, len(self.levels))
+        self.course_stats = session_course_stats(n, len(self.levels))  # what the next session's context needs
 
     # ------------------------------------------------------------------ the ramp
     def advance(self, now: float) -> None:
@@ -171,6 +175,8 @@ class SessionStep:
         self.frame = self.bank.update(t, bpm, rr, contact, mask=mask)
         self.last_feature_t = np.where(mask, t, self.last_feature_t) if mask is not None \
             else np.full(self.n, t)
+        record_rise_stats(self.course_stats, np.ones(self.n, bool) if mask is None else mask, self.frame.hr_delta,
+                          self.frame.lost)
         return t
 
     def lost(self, now: float) -> np.ndarray:
@@ -203,7 +209,13 @@ class SessionStep:
             lost=f.lost[lanes], since_valid=np.where(b.seen_valid[lanes], now - b.t_valid[lanes], math.inf),
             suds=self.suds_last[lanes].copy(), suds_age=now - self.suds_t[lanes],
             suds_peak=self.suds_peak[lanes].copy(), look_away=self.look[lanes].copy(),
-            max_hr=np.full(n, self.max_hr))
+            max_hr=np.full(n, self.max_hr),
+            **course_observation({k: v[lanes] for k, v in self.course_ctx.items()},
+                                 self.course_stats["first_suds"][lanes], self.course_stats["first_level"][lanes]))
+
+    def next_course_context(self, duration_s) -> dict:
+        """The course context of the next session, from this one (every lane)."""
+        return next_course_context(self.course_ctx, self.max_level, self.course_stats, duration_s)
 
     def decide(self, now: float, obs: Observation, prop: Proposal, shield: SafetyShield | None,
                lanes: slice = slice(None)) -> tuple[ShieldResult, np.ndarray]:
@@ -240,3 +252,66 @@ class SessionStep:
         self.suds_peak = np.where(m, np.where(np.isnan(self.suds_peak), v, np.maximum(self.suds_peak, v)),
                                   self.suds_peak)
         self.pending = np.where(m, np.nan, self.pending)
+        record_suds_stats(self.course_stats, m, np.broadcast_to(v, m.shape), self.level)
+
+
+# ---------------------------------------------------------------------------------------- courses
+def course_start_level(highest_level):
+    """The level the next session of a course starts at: one below the highest level reached in
+    the previous session (level 0 when that was 0), as a therapist would resume. The one rule for
+    the live session (``exposure run``), the env and the evaluator; over arrays or a single int."""
+    return np.maximum(np.asarray(highest_level) - 1, 0)
+
+
+def first_course_context(n: int, n_levels: int) -> dict:
+    """The course context of a session with nothing before it (a first session), over N lanes:
+    (N,) arrays per :data:`policy.observation.COURSE_FIELDS` but return_of_fear, and
+    ``prev_suds_at_level`` (N, levels): the last SUDS given at each level last session (NaN: none)."""
+    return {"course_session": np.ones(n), "prev_highest_level": np.full(n, np.nan),
+            "prev_peak_suds": np.full(n, np.nan), "prev_peak_hr_rise": np.full(n, np.nan),
+            "course_minutes": np.zeros(n), "prev_suds_at_level": np.full((n, n_levels), np.nan)}
+
+
+def session_course_stats(n: int, n_levels: int) -> dict:
+    """What a session accumulates for the next one's course context."""
+    return {"first_suds": np.full(n, np.nan), "first_level": np.full(n, -1), "peak_suds": np.full(n, np.nan),
+            "peak_rise": np.full(n, np.nan), "suds_at_level": np.full((n, n_levels), np.nan)}
+
+
+def record_suds_stats(st: dict, answered, value, level) -> None:
+    """SUDS answers (where ``answered``) given at ``level``."""
+    first = answered & (st["first_level"] < 0)
+    st["first_suds"] = np.where(first, value, st["first_suds"])
+    st["first_level"] = np.where(first, level, st["first_level"])
+    st["peak_suds"] = np.where(answered, np.fmax(st["peak_suds"], value), st["peak_suds"])
+    lanes = np.flatnonzero(answered)
+    st["suds_at_level"][lanes, np.asarray(level)[lanes]] = np.asarray(value)[lanes]
+
+
+def record_rise_stats(st: dict, sampled, hr_delta, lost) -> None:
+    """The HR rise of the features a sample produced (where ``sampled``), unless the signal is lost."""
+    ok = sampled & ~np.asarray(lost, bool) & ~np.isnan(hr_delta)
+    st["peak_rise"] = np.where(ok, np.fmax(st["peak_rise"], hr_delta), st["peak_rise"])
+
+
+def next_course_context(ctx: dict, highest_level, st: dict, duration_s) -> dict:
+    """The next session's course context, from this session's and its stats."""
+    return {"course_session": ctx["course_session"] + 1.0,
+            "prev_highest_level": np.asarray(highest_level, float).copy(),
+            "prev_peak_suds": st["peak_suds"].copy(), "prev_peak_hr_rise": st["peak_rise"].copy(),
+            "course_minutes": ctx["course_minutes"] + np.asarray(duration_s, float) / 60.0,
+            "prev_suds_at_level": st["suds_at_level"].copy()}
+
+
+def course_observation(ctx: dict, first_suds, first_level) -> dict:
+    """The course fields of the observation (policy.observation.COURSE_FIELDS) over N lanes: the
+    context, and the return of fear once this session's first SUDS answer has come (its value
+    minus the last SUDS given at that level in the previous session; NaN until then or when the
+    previous session has none there)."""
+    lv = np.asarray(first_level)
+    has = lv >= 0
+    before = ctx["prev_suds_at_level"][np.arange(len(lv)), np.maximum(lv, 0)]
+    out = {k: np.asarray(ctx[k], float).copy() for k in ("course_session", "prev_highest_level", "prev_peak_suds",
+                                                          "prev_peak_hr_rise", "course_minutes")}
+    out["return_of_fear"] = np.where(has, np.asarray(first_suds, float) - before, np.nan)
+    return out

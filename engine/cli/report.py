@@ -12,7 +12,10 @@ def register(sub) -> None:
                        description="Write one HTML page (plots embedded as PNG) a therapist can file: HR "
                                    "with baseline, intensity and level, SUDS, commands and events, shield "
                                    "interventions and summary numbers.")
-    r.add_argument("session", help="session id (or unique prefix, or path)")
+    r.add_argument("session", nargs="?", help="session id (or unique prefix, or path)")
+    r.add_argument("--course", metavar="PATIENT", default=None,
+                   help="instead of one session: the course report of this patient (with --scene)")
+    r.add_argument("--scene", default="heights", help="the course's scene (default heights)")
     r.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     sessions_dir_arg(r)
@@ -20,6 +23,16 @@ def register(sub) -> None:
 
 
 def cmd_report(args) -> int:
+    if (args.course is None) == (args.session is None):
+        from engine.cli.common import UserError
+
+        raise UserError("give a session, or --course PATIENT (with --scene) for a course report")
+    if args.course is not None:
+        from engine.research.course_report import write_course_report
+
+        out = write_course_report(sessions_dir(args), args.course, args.scene, args.out, force=args.force)
+        print(f"course report: {out}")
+        return 0
     from engine.research.report import write_report
     from engine.store.files import find_session
 

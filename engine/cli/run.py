@@ -24,6 +24,11 @@ def register(sub) -> None:
     p.add_argument("--speed", default="1", help="1 = real time, N = N× faster, max = as fast as possible "
                    "(other than 1 only with simulated or replayed sensors)")
     p.add_argument("--patient", default="anon", help="pseudonymous patient id (e.g. P017), never a name")
+    p.add_argument("--start-level", type=int, default=None, metavar="N",
+                   help="start at level N (default: one level below the highest level reached in the "
+                        "patient's previous session of this scene; level 0 in a new course)")
+    p.add_argument("--new-course", action="store_true",
+                   help="start a new course for this patient and scene (session 1, level 0 unless --start-level)")
     sessions_dir_arg(p)
     p.add_argument("--console", default="127.0.0.1:8765",
                    help="therapist console HOST:PORT, or off (default 127.0.0.1:8765, loopback only)")
@@ -39,7 +44,8 @@ def build_config(args):
                          display=args.display, duration_s=parse_duration(args.duration),
                          speed=parse_speed(args.speed), patient=args.patient,
                          sessions_dir=sessions_dir(args), console=parse_console(args.console),
-                         seed=args.seed, hierarchy=args.hierarchy, lsl=args.lsl).validated()
+                         seed=args.seed, hierarchy=args.hierarchy, lsl=args.lsl,
+                         start_level=args.start_level, new_course=args.new_course).validated()
 
 
 def _console_starter(cfg):
@@ -73,6 +79,7 @@ def run_session(cfg, out=sys.stdout):
 
 
 def _on_start(session, out) -> None:
+    _print_course(session, out)
     if session.cfg.lsl:
         from engine.research.lsl import start_lsl
 
@@ -80,6 +87,17 @@ def _on_start(session, out) -> None:
     if session.console is not None:
         print(f"console: {session.console.url}", file=out, flush=True)
         print(f"console token: {session.console.token}", file=out, flush=True)
+
+
+def _print_course(session, out) -> None:
+    c = session.course
+    for w in c.warnings:
+        print(f"exposure: warning: {w}", file=sys.stderr, flush=True)
+    k = c.start_level
+    where = (f"course session {c.index}" + (f" (after {c.previous.id})" if c.previous is not None else "")
+             if session.cfg.patient != "anon" else "no course (anonymous)")
+    print(f"{where}; starts at level {k} ({session.hierarchy.levels[k].name}): {c.start_reason}",
+          file=out, flush=True)
 
 
 def cmd_run(args) -> int:

@@ -417,6 +417,8 @@ def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda:
 
     clients: set[WebSocket] = set()
     app.state.clients = clients
+    from engine.console.course import course_router  # the course panel's route
+    app.include_router(course_router(state.session), dependencies=secured, responses=auth_responses)
     app.add_middleware(TokenGate, token=token, state=state, origins=origins)
     return app
 

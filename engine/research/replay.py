@@ -27,6 +27,7 @@ from pathlib import Path
 
 from engine.session.commands import CommandError, parse_command
 from engine.session.core import CoreConfig, SessionCore
+from engine.store.course import course_context_from_meta
 from engine.store.files import SessionReader, StoreError
 from policy.controllers import ControllerError, make_controller
 from policy.shield import SafetyShield, ShieldConfig
@@ -214,10 +215,14 @@ def build_core(log: SessionLog, controller: str | None = None, writer=None) -> S
     sh = m.get("shield") if isinstance(m.get("shield"), dict) else {}
     shield_cfg = _known(ShieldConfig, sh.get("config"))
     seed = m.get("seed") if isinstance(m.get("seed"), int) else 0
-    return ReplayCore(hierarchy, ctl, SafetyShield(ShieldConfig(**shield_cfg)), writer,
-                       CoreConfig(**_known(CoreConfig, m.get("core_config"))),
-                       FeatureConfig(**_known(FeatureConfig, m.get("feature_config"))),
-                       seed=seed, t0=log.t0)
+    core = ReplayCore(hierarchy, ctl, SafetyShield(ShieldConfig(**shield_cfg)), writer,
+                      CoreConfig(**_known(CoreConfig, m.get("core_config"))),
+                      FeatureConfig(**_known(FeatureConfig, m.get("feature_config"))),
+                      seed=seed, t0=log.t0)
+    ctx = course_context_from_meta(m, len(hierarchy.levels))  # the course as the session saw it
+    if ctx is not None:
+        core.course_ctx = ctx
+    return core
 
 
 class _Quiet(logging.Filter):
@@ -274,6 +279,11 @@ class Replayer:
         # decision t → samples seen and look-away the live core had then
         self._dec: dict[float, tuple[int, float | None]] = {}
         for d in log.decisions:
+            if d["who"] == "course":
+                # where the course started the session: a given, not a decision to re-derive (the
+                # rebuilt core starts there too, from the logged core config); kept in its place
+                self.tap.decisions.append(dict(d))
+                continue
             n = d.get("samples_seen")
             obs = d.get("obs") if isinstance(d.get("obs"), dict) else {}
             la = _num(obs.get("look_away")) if obs else None

@@ -312,12 +312,22 @@ minutes from the start; the tables below give them as mm:ss.</p>
 
 def write_report(path: Path, out: Path, force: bool = False) -> Path:
     """Write the report page atomically (0600: it holds patient data); returns its path."""
+    check_out(out, force)
+    return write_page(build_report(path), out)
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that is not an .html file or that exists (unless ``force``)."""
     out = Path(out).expanduser()
     if out.suffix.lower() not in (".html", ".htm"):
         raise StoreError(f"--out {out}: the report is an HTML page; give a file name ending in .html")
     if out.exists() and not force:
         raise StoreError(f"{out} already exists; choose another --out or pass --force")
-    page = build_report(path)
+
+
+def write_page(page: str, out: Path) -> Path:
+    """Write an HTML page atomically, mode 0600 (it holds patient data); returns its path."""
+    out = Path(out).expanduser()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)

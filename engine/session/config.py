@@ -93,6 +93,8 @@ class SessionConfig:
     hierarchy: str | None = None  # a therapist's own hierarchy file; default: the scene's
     tick_s: float = 0.25  # headless tick; a rendered session ticks once per frame
     lsl: bool = False
+    start_level: int | None = None  # overrides the course rule (exposure run --start-level)
+    new_course: bool = False  # start a new course for this patient and scene (--new-course)
 
     def validated(self) -> SessionConfig:
         if self.scene not in SCENES:
@@ -110,6 +112,8 @@ class SessionConfig:
         if ctl not in controller_names(live_only=True):
             raise ConfigError(f"controller {ctl!r} is for evaluation only (it sees hidden state)")
         parse_speed(self.speed)
+        if self.start_level is not None and (not isinstance(self.start_level, int) or self.start_level < 0):
+            raise ConfigError(f"--start-level {self.start_level!r}: use a level number, 0 or more")
         if not self.duration_s > 0:
             raise ConfigError("--duration must be positive")
         return SessionConfig(**{**self.__dict__, "controller": ctl})

@@ -114,6 +114,16 @@ class SessionCore:
         self.step.anchor_x[0] = x
 
     @property
+    def course_ctx(self) -> dict:
+        """Where this session stands in the patient's course (``policy.step.first_course_context``
+        for a first session); the live session and replay set it from the session's metadata."""
+        return self.step.course_ctx
+
+    @course_ctx.setter
+    def course_ctx(self, ctx: dict) -> None:
+        self.step.course_ctx = ctx
+
+    @property
     def suds_pending_since(self) -> float | None:
         """When the open SUDS question was asked; None if none is open."""
         x = float(self.step.pending[0])

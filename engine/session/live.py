@@ -10,6 +10,7 @@ import logging
 import platform
 import threading
 import time
+from dataclasses import replace
 
 from engine import __version__
 from engine.session.clock import make_clock
@@ -26,6 +27,7 @@ from engine.session.config import (  # noqa: F401  (re-exported: the session's s
 )
 from engine.session.core import CoreConfig, SessionCore
 from engine.sources import SOURCE_HANDLERS
+from engine.store.course import course_context_from_meta, next_session, previous_source_state
 from engine.store.files import SessionWriter, StoreError
 from policy import step as session_step
 from policy.controllers import ControllerError, make_controller
@@ -56,9 +58,17 @@ class Session:
         if self.hierarchy.scene != cfg.scene:
             raise ConfigError(f"--hierarchy is for scene {self.hierarchy.scene!r}, not {cfg.scene!r}")
         self.clock = clock or make_clock(cfg.speed)
+        try:  # where this session stands in the patient's course, and the level it starts at
+            self.course = next_session(cfg.sessions_dir, cfg.patient, cfg.scene,
+                                       [lv.name for lv in self.hierarchy.levels], cfg.start_level, cfg.new_course)
+        except StoreError as e:
+            raise ConfigError(str(e)) from None
+        for w in self.course.warnings:  # printed as warnings by the CLI at start (engine.cli.run)
+            log.info("%s", w)
         try:
             self.source = source or open_source(cfg.sensor, SOURCE_HANDLERS, seed=cfg.seed, scene=cfg.scene,
-                                                clock=self.clock.now, sessions_dir=cfg.sessions_dir)
+                                                clock=self.clock.now, sessions_dir=cfg.sessions_dir,
+                                                course_state=previous_source_state(self.course))
         except SensorError as e:
             raise ConfigError(f"--sensor: {e}") from None
         if cfg.speed != "1" and not self.source.clocked:
@@ -88,8 +98,26 @@ class Session:
         except StoreError as e:
             self.source.close()
             raise ConfigError(str(e)) from None
+        n_levels = len(self.hierarchy.levels)
+        ctx = self.course.context(n_levels)
+        if cfg.patient != "anon":
+            self.writer.set_meta(**self.course.meta(self.writer.id), course_context=ctx)
+        else:
+            self.writer.set_meta(start_level=self.course.start_level, start_reason=self.course.start_reason)
+        k = self.course.start_level
+        if k:
+            core_config = replace(core_config or CoreConfig(),
+                                  start_intensity=float(self.hierarchy.levels[k].intensity))
         self.core = SessionCore(self.hierarchy, self.controller, self.shield, self.writer,
                                 core_config, seed=cfg.seed, t0=self.clock.now())
+        if cfg.patient != "anon":  # the controller sees the course (an anonymous session: none before it)
+            self.core.course_ctx = course_context_from_meta({"course_context": ctx}, n_levels)
+        if cfg.patient != "anon" or cfg.start_level is not None:  # an anonymous session at level 0 decides nothing
+            log_course_start(self.core, self.course)
+        #: the highest level the session reached (ticks of :meth:`step`), for the next session of the course
+        self.highest_level = self.core.level
+        self.peak_hr_rise: float | None = None  # highest HR above baseline so far, signal not lost (bpm)
+        self.started_at = meta["started_at"]
         self.id = self.writer.id
         self.path = self.writer.path
         self.stop_event = threading.Event()
@@ -133,6 +161,10 @@ class Session:
                 if v is not None:
                     core.push_command(Command("suds", origin="patient", value=float(v)))
         core.tick(now)
+        self.highest_level = max(self.highest_level, core.level)
+        rise = float(core.frame.hr_delta[0])
+        if rise == rise and not core.frame.lost[0] and (self.peak_hr_rise is None or rise > self.peak_hr_rise):
+            self.peak_hr_rise = rise
         src.observe(Exposure(now, core.intensity, self.cfg.scene, core.arbiter.paused,
                              core.suds_pending_since is not None, self.hierarchy.params_at(core.intensity)))
 
@@ -172,6 +204,10 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        state = getattr(self.source, "course_state", None)
+        if not self.writer.closed:
+            self.writer.set_meta(highest_level=self.highest_level,
+                                 **({"source_state": state()} if callable(state) else {}))
         self.core.end(reason)
         for x in [self.console, *self.extras]:
             if x is not None:
@@ -182,6 +218,22 @@ class Session:
         if self.io is not None:
             self.io.stop()
         self.source.close()
+
+
+def log_course_start(core: SessionCore, course) -> None:
+    """The start level, recorded as a decision (who ``course``) with its reason. It changes
+    nothing: the core already starts there (``CoreConfig.start_intensity``); replay keeps the
+    row in its place as a given (it rebuilds the core from the same config)."""
+    h, k = core.hierarchy, core.level
+    rec = {"t": core.t, "who": "course", "name": "course", "reason": f"start at level {k}: {course.start_reason}",
+           "mode": core.arbiter.mode, "intensity": core.intensity, "target_before": core.target,
+           "target_after": core.target, "level_before": k, "level_after": k,
+           "level_name_before": h.levels[k].name, "level_name_after": h.levels[k].name, "shield": "",
+           "samples_seen": 0}
+    core.last_decision = rec
+    if core.writer is not None:
+        core.writer.write_dict("decisions", rec)
+    log.info("session starts at level %d: %s", k, course.start_reason)
 
 
 def _takes_scene(name: str) -> bool:

@@ -45,6 +45,10 @@ SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
         "software_version": ("", "exposure version that wrote it"),
         "schema_version": ("", "session file schema version"),
         "problems": ("", "what could not be read from the file (empty: all of it)"),
+        "course_id": ("", "the patient's course for the scene (its first session's id; null: no course)"),
+        "course_session": ("", "1-based index of the session in its course (null: no course)"),
+        "previous_session": ("", "id of the course's previous session (null: the first)"),
+        "start_level": ("", "level the session started at"),
     },
     "samples": {
         "t": ("s", "time of the reading"), "wall": ("s", "Unix time of the reading"),
@@ -109,6 +113,10 @@ def _with_units(table, kind: str):
     return table.cast(pa.schema(fields))
 
 
+def _int(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def _sessions_table(reader: SessionReader):
     import pyarrow as pa
 
@@ -136,6 +144,10 @@ def _sessions_table(reader: SessionReader):
         "software_version": pa.array([s("software_version")], pa.string()),
         "schema_version": pa.array([int(reader.schema_version)], pa.int64()),
         "problems": pa.array(["; ".join(reader.problems)], pa.string()),
+        "course_id": pa.array([s("course_id")], pa.string()),
+        "course_session": pa.array([_int(m.get("course_session"))], pa.int64()),
+        "previous_session": pa.array([s("previous_session")], pa.string()),
+        "start_level": pa.array([_int(m.get("start_level"))], pa.int64()),
     }
     return pa.table(cols)
 

@@ -20,7 +20,16 @@ from policy.controllers import Controller, Proposal
 from policy.observation import Observation
 from policy.shield import SafetyShield, ShieldResult
 from policy.sim.patient import model
-from policy.step import MAX_HR_ESTIMATE, RAMP_DOWN_PER_S, RAMP_UP_PER_S, SUDS_DELAY_S, TICK_S, SceneTable, SessionStep
+from policy.step import (
+    MAX_HR_ESTIMATE,
+    RAMP_DOWN_PER_S,
+    RAMP_UP_PER_S,
+    SUDS_DELAY_S,
+    TICK_S,
+    SceneTable,
+    SessionStep,
+    first_course_context,
+)
 from sensors.features import FeatureConfig
 
 
@@ -71,6 +80,9 @@ class BatchSession:
         self.state = model.initial_state(params)
         self.session = -1
         self.over = True
+        #: where each lane stands in its course; the course runner sets it between sessions
+        #: from :meth:`next_course_context`, and each session's step starts from it
+        self.course_ctx = first_course_context(params.n, len(self.levels))
 
     # the session state lives in the step
     intensity = property(lambda self: self.s.intensity)
@@ -89,6 +101,7 @@ class BatchSession:
         self.s = SessionStep(self.table, self.p.n, ramp_up_per_s=c.ramp_up_per_s, ramp_down_per_s=c.ramp_down_per_s,
                              max_hr=c.max_hr, start=c.start_intensity if start is None else start,
                              features=self.fcfg, t0=0.0)
+        self.s.course_ctx = self.course_ctx
         self._no_pending = True
         self._see()
         self.reading: model.Reading | None = None
@@ -100,6 +113,10 @@ class BatchSession:
         self._post_pending = False
         self.over = False
         self._first = True
+
+    def next_course_context(self) -> dict:
+        """The course context of the next session, from the one that just ended (every lane)."""
+        return self.s.next_course_context(self.duration)
 
     def end_session(self) -> np.ndarray:
         """Between sessions (model.next_session). Returns who dropped out now."""

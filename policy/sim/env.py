@@ -23,10 +23,13 @@ Action space
     session's target intensity; intensity ramps toward it at the live session's rates.
 
 Observation space
-    ``Box(-10, 10, (12,), float32)``: :meth:`policy.observation.Observation.vector`, fields
+    ``Box(-10, 10, (18,), float32)``: :meth:`policy.observation.Observation.vector`, fields
     ``policy.observation.VECTOR_FIELDS`` — intensity, level fraction, time at level, HR rise
     over the resting baseline, HR slope, RMSSD, signal quality, signal lost, last SUDS, its
-    age, share of time looking away, session time. No hidden state.
+    age, share of time looking away, session time; then the course: session index, highest
+    level, peak SUDS and peak HR rise of the previous session, minutes in VR so far in the
+    course, return of fear at the start of this session (once its first SUDS answer came). No
+    hidden state.
 
 Steps and episodes
     One step = one decision: 5 s of session time (the patient advances every second, the
@@ -60,6 +63,8 @@ Vectorised
 
 Version history
     v0: first version (observation version ``policy.observation.OBS_VERSION`` = 1).
+    Observation version 2 appends the course fields (18 instead of 12); the id is unchanged
+    for now (see the manual, docs/courses.md).
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ from policy.shield import SafetyShield, ShieldResult
 from policy.sim.batch_session import BatchSession, DynamicsConfig
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import Population, load_population
-from policy.step import SceneTable
+from policy.step import SceneTable, course_start_level, first_course_context
 
 ENV_ID = "ExposureTherapy-v0"
 R_PROGRESS, R_OVERWHELM_S, R_ESCAPE, R_DROPOUT, R_BAT_STEPS, R_BAT_TOP = 5.0, 0.01, 1.0, 3.0, 2.0, 2.0
@@ -178,7 +183,8 @@ class _Course:
             reward += np.where(complete, R_BAT_STEPS * steps / (len(self.table.intensities) - 1)
                                + R_BAT_TOP * np.maximum(pre_top - top, 0.0) / 100.0, 0.0)
             bat = (np.where(complete, steps, np.nan), np.where(complete, top, np.nan))
-            start = b.levels[np.maximum(b.max_level - 1, 0)]
+            start = b.levels[course_start_level(b.max_level)]
+            ctx = b.next_course_context()
             drop = b.end_session() & ~complete
             reward -= R_DROPOUT * drop
             done = complete | drop | b.state.dropped
@@ -191,7 +197,11 @@ class _Course:
                 self.pre[lanes] = model.level_fears(b.p, b.state, self.level_u)[lanes]
                 self.course_session[lanes] = 0
                 start[lanes] = 0.0
+                fresh = first_course_context(len(lanes), len(b.levels))
+                for k, v in fresh.items():
+                    ctx[k][lanes] = v
                 self.progress = np.where(done, self._progress(), self.progress)
+            b.course_ctx = ctx
             if new_keys is not None or not done.all():
                 b.start_session(self.duration, start)
                 b.reset_counters()

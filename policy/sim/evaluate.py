@@ -39,7 +39,7 @@ from policy.shield import SafetyShield
 from policy.sim.batch_session import BatchSession, DynamicsConfig
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import STRUCTURES, Population
-from policy.step import SceneTable
+from policy.step import SceneTable, course_start_level
 
 METRICS = ("responder_rate", "bat_steps_post", "top_suds_post", "dropout_rate", "escapes_per_patient",
            "overwhelm_s_per_session", "window_fraction", "vr_minutes", "fear_reduction", "suds_asks_per_min")
@@ -172,9 +172,10 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
         if progress is not None:
             progress(s + 1, K)
         if s < K - 1:
+            b.course_ctx = b.next_course_context()
             b.end_session()
             # the next session resumes one level below the highest level reached, as a therapist would
-            start = b.levels[np.maximum(b.max_level - 1, 0)]
+            start = b.levels[course_start_level(b.max_level)]
     steps, top = model.approach_test(p, b.state, level_u, post=True)
     dropped = b.state.dropped
     completer_gain = np.where(pre_top > 0.0, (pre_top - top) / np.maximum(pre_top, 1e-9), 0.0)

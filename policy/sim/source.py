@@ -1,7 +1,10 @@
 """``sim://``: one virtual patient who responds to what the session shows.
 
 The same model as the gymnasium env and the evaluator (:mod:`policy.sim.patient.model`), with
-N = 1: patient 0 of the default population drawn with ``seed``, in its first session. The
+N = 1: patient 0 of the default population drawn with ``seed``, in its first session — or, in
+the next session of a course, the same patient continued from the state the previous session
+ended in (``course_state``, logged by the live session; then :func:`model.next_session`, as the
+evaluator does between sessions). The
 patient advances on whole seconds and, during each second, feels the last exposure the
 session showed before it (scene parameters → effective intensity with the patient's own
 weights; a pending SUDS question costs immersion). The sensor reports integer bpm once a
@@ -18,6 +21,7 @@ population's), ``dropout`` (probability per second of a Bluetooth dropout starti
 from __future__ import annotations
 
 import time
+from dataclasses import fields, replace
 
 import numpy as np
 
@@ -33,7 +37,8 @@ class SimPatientSource(HRSource):
 
     def __init__(self, url: str, seed: int = 0, sensor: str | None = None, dropout: float = 0.0004,
                  wall0: float | None = None, scene: str = "heights", population: str | None = None,
-                 structure: str | None = None, index: int = 0, session: int = 0):
+                 structure: str | None = None, index: int = 0, session: int = 0,
+                 course_state: dict | None = None):
         super().__init__(url)
         if sensor not in (None, "chest", "optical"):
             raise SourceURLError(f"sim:// sensor must be chest or optical, not {sensor!r}")
@@ -49,10 +54,34 @@ class SimPatientSource(HRSource):
         self.sensor = self.params.sensor
         self.session = session
         self.state = model.initial_state(self.params)
+        self._identity = {"url": url, "seed": seed, "index": index, "scene": scene}
+        #: True when this session continues the virtual patient of the previous session of a course
+        self.continued = False
+        if course_state is not None and all(course_state.get(k) == v for k, v in self._identity.items()):
+            self._continue(course_state)
         self.exposure = Exposure(0.0, 0.0, scene)
         self.next_t = 1.0
         self.wall0 = time.time() if wall0 is None else wall0
         self.look_away: float | None = None
+
+    def _continue(self, prev: dict) -> None:
+        # the next session of the same virtual patient: the state the previous session ended
+        # in, then what happens between sessions (model.next_session), as in the evaluator
+        cur = self.state
+        kw = {}
+        for f in fields(cur):
+            like = getattr(cur, f.name)
+            kw[f.name] = np.asarray([prev["state"][f.name]], dtype=like.dtype).reshape(like.shape)
+        done = int(prev["session"])
+        self.state, _ = model.next_session(self.params, replace(cur, **kw), done)
+        self.session = done + 1
+        self.continued = True
+
+    def course_state(self) -> dict:
+        """The virtual patient's hidden state now, for the next session of a course (written to
+        the session's metadata by the live session; a simulation's, never a real patient's)."""
+        st = {f.name: getattr(self.state, f.name)[0].tolist() for f in fields(self.state)}
+        return {**self._identity, "session": self.session, "state": st}
 
     @property
     def fear(self) -> float:
@@ -103,7 +132,8 @@ def _factory(target: str, params: dict[str, str], options: dict) -> HRSource:
     url = "sim://" + target + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
     return SimPatientSource(url, seed=seed, sensor=params.get("sensor"), dropout=dropout,
                             wall0=options.get("wall0"), scene=options.get("scene") or "heights",
-                            population=params.get("population"), structure=params.get("structure"))
+                            population=params.get("population"), structure=params.get("structure"),
+                            course_state=options.get("course_state"))
 
 
 open_sim = _factory

@@ -12,7 +12,7 @@ import pytest
 from engine.gym_env import make_vec_env
 from policy.controllers import ControllerError, make_controller
 from policy.learned import LearnedController, shipped_bundle
-from policy.observation import Observation, empty_observation
+from policy.observation import VECTOR_FIELDS, Observation, empty_observation
 from policy.sim.env import observation_vector
 
 
@@ -22,11 +22,13 @@ def rollout(request):
     scene = request.param
     ctl = make_controller("policy", scene=scene)
     venv = make_vec_env(32, scene, ask_suds=True, seed=11, minutes=6.0, sessions=1)
-    x = venv.reset()
+    cols = [VECTOR_FIELDS.index(name) for name in ctl.inputs]  # the inputs it was trained on, by name
+    x = venv.reset()[:, cols]
     xs = [x]
     for _ in range(60):
         act, _ = ctl.actor.act(x)
         x, _, _, _ = venv.step(act)
+        x = x[:, cols]
         xs.append(x)
     return scene, ctl, np.concatenate(xs)
 
@@ -79,7 +81,7 @@ def test_vectorised_equals_one_by_one(rollout):
     ctl = LearnedController(scene=scene)
     sel = x[:: max(1, len(x) // 200)][:200]
     obs = _obs_from(sel)
-    np.testing.assert_allclose(observation_vector(obs), sel, atol=1e-5)
+    np.testing.assert_allclose(observation_vector(obs, ctl.inputs), sel, atol=1e-5)
     ctl.reset(len(sel), np.linspace(0, 1, 11))
     batch = ctl.propose(obs)
     one = LearnedController(scene=scene)

@@ -17,6 +17,7 @@ from engine.gym_env import make_env, scene_table
 from engine.session.live import Session, SessionConfig
 from engine.store.files import SessionReader
 from policy.controllers import register_controller
+from policy.observation import COURSE_FIELDS
 from policy.sim.env import ActionController
 from policy.sim.evaluate import run_course
 from policy.sim.patient.population import load_population
@@ -24,7 +25,8 @@ from policy.sim.patient.population import load_population
 SEED = 5
 MINUTES = 8.0
 OBS_KEYS = ("t", "intensity", "target", "level", "time_at_level", "hr", "baseline", "hr_delta", "hr_slope",
-            "rmssd", "quality", "lost", "since_valid", "suds", "suds_age", "suds_peak", "look_away")
+            "rmssd", "quality", "lost", "since_valid", "suds", "suds_age", "suds_peak", "look_away",
+            *COURSE_FIELDS)
 
 
 def rule(v: np.ndarray) -> np.ndarray:
@@ -127,3 +129,48 @@ def test_other_seed_differs(tmp_path):
     a = live("test-rule", tmp_path / "a", seed=SEED)
     b = live("test-rule", tmp_path / "b", seed=SEED + 1)
     assert [d["obs"]["hr"] for d in a] != [d["obs"]["hr"] for d in b]
+
+
+# ------------------------------------------------------------------------------ a course of sessions
+COURSE = 3
+
+
+def live_course(name: str, tmp_path, n: int = COURSE) -> list[list[dict]]:
+    """``n`` live sessions of the same patient in a row: each starts where the course rule says
+    and ``sim://`` continues the same virtual patient."""
+    return [live(name, tmp_path) for _ in range(n)]
+
+
+def evaluator_course(name: str, n: int = COURSE) -> list[list[dict]]:
+    recs: list[list[dict]] = [[] for _ in range(n)]
+
+    def record(b, gi):
+        g = b.groups[gi]
+        recs[b.session].append({"obs": b.observation(g).row(0), "target_after": float(b.target[g.lanes][0])})
+
+    run_course(load_population(), scene_table("heights"), [name], 1, seed=SEED, sessions=n, minutes=MINUTES,
+               record=record)
+    return recs
+
+
+@pytest.mark.parametrize("name", ["test-rule", "suds"])
+def test_course_sessions_identical(name, tmp_path):
+    lv, ev = live_course(name, tmp_path), evaluator_course(name)
+    with SessionReader(sorted(tmp_path.glob("*.session"))[-1]) as r:
+        assert r.meta["course_session"] == COURSE
+    for k in range(1, COURSE):  # sessions 2 and 3
+        assert len(lv[k]) == len(ev[k]) == int(MINUTES * 60 / 5) - 1
+        assert lv[k][0]["obs"]["intensity"] > 0.0  # the rule moved the start off level 0
+        for a, b in zip(lv[k], ev[k], strict=True):
+            _same_obs(a["obs"], b["obs"])
+            assert a["target_after"] == b["target_after"], (k, a["t"], a["target_after"], b["target_after"])
+    # the virtual patient carried over: session 2 is not session 1 again from another level
+    assert [d["obs"]["hr"] for d in lv[1]] != [d["obs"]["hr"] for d in lv[0]]
+    # the controllers saw the course: index, what the session before reached, minutes so far
+    for k in range(COURSE):
+        o = lv[k][0]["obs"]
+        assert o["course_session"] == k + 1 and o["course_minutes"] == pytest.approx(k * MINUTES)
+        assert (o["prev_highest_level"] is None) == (k == 0)
+        assert (o["prev_peak_hr_rise"] is None) == (k == 0)
+    if name == "suds":  # it asks early: the return of fear was measured in sessions 2 and 3
+        assert all(any(d["obs"]["return_of_fear"] is not None for d in lv[k]) for k in (1, 2))

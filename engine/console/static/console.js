@@ -577,7 +577,58 @@
     }
     $("locked").hidden = true;
     connect();
+    startCourse();
   }
+
+  // ------------------------------------------------------------------ course panel
+  // The patient's sessions so far in this course and where this one started (GET /api/course);
+  // refreshed every few seconds (this session's row changes as it runs).
+  let courseTimer = null;
+
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+  }
+
+  function renderCourse(c) {
+    $("course-id").textContent = c.anonymous ? "no course" : "session " + c.index;
+    $("course-start").textContent = "Started at level " + c.start_level + " (" + c.start_level_name + ")";
+    $("course-why").textContent = "— " + c.start_reason;
+    const tb = $("course-sessions");
+    tb.textContent = "";
+    for (const r of c.sessions) {
+      const tr = document.createElement("tr");
+      if (r.current) tr.className = "current";
+      cell(tr, String(r.index));
+      cell(tr, r.current ? "now" : (r.date || "—").slice(0, 16).replace("T", " "));
+      cell(tr, num(r.minutes, 1), "num");
+      cell(tr, r.start_level + " → " + r.highest_level, "num");
+      cell(tr, num(r.peak_suds), "num");
+      cell(tr, r.peak_hr_rise == null ? "—" : "+" + num(r.peak_hr_rise) + " bpm", "num");
+      cell(tr, r.return_of_fear == null ? "—" : (r.return_of_fear > 0 ? "+" : "") + num(r.return_of_fear), "num");
+      cell(tr, r.ended);
+      tb.appendChild(tr);
+    }
+    const w = $("course-warn");
+    w.hidden = !c.warnings.length;
+    w.textContent = c.warnings.join(" · ");
+  }
+
+  async function loadCourse() {
+    if (!token) return;
+    try {
+      const r = await api("/api/course");
+      if (r.ok) renderCourse(await r.json());
+    } catch (e) { /* the next refresh tries again; the banner reports a lost session */ }
+  }
+
+  function startCourse() {
+    loadCourse();
+    if (courseTimer === null) courseTimer = setInterval(loadCourse, 5000);
+  }
+  // ------------------------------------------------------------------ end course panel
 
   wire();
   start();
