@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,6 +80,8 @@ def ray_session(address: str, num_cpus: int | None = None) -> Iterator[object]:
         else:
             if num_cpus is not None:
                 raise DistributedError("--workers sets the cores of --ray local; a cluster uses all of its cores")
+            if address != "auto":
+                _reachable(address)
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except DistributedError:
         raise
@@ -90,6 +93,16 @@ def ray_session(address: str, num_cpus: int | None = None) -> Iterator[object]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when nothing listens at ``address`` (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise DistributedError(f"--ray {address}: no Ray head answers there ({e.strerror or e}); "
+                               "on the head machine run 'ray start --head' and use the address it prints") from None
 
 
 def cluster_cpus(ray) -> int:
