@@ -105,6 +105,14 @@ def _reachable(address: str, timeout: float = 10.0) -> None:
                                "on the head machine run 'ray start --head' and use the address it prints") from None
 
 
+def reraise_task_error(e) -> None:
+    """A task's own error: ours (a bad setting) as itself, in one line; anything else as Ray gives it."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, PolicyError):
+        raise cause from None
+    raise e
+
+
 def cluster_cpus(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -185,7 +193,7 @@ def run_jobs(args, jobs: list[tuple[str, int, int]], sessions: int, address: str
                     try:
                         parts[st, start] = ray.get(r)
                     except ray.exceptions.RayTaskError as e:
-                        raise e.as_instanceof_cause() from None  # our own error (a bad setting): as is
+                        reraise_task_error(e)
                     except ray.exceptions.RayError as e:
                         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                         raise DistributedError(f"--ray: shard {i} (patients {start}–{start + n - 1}) failed "

@@ -358,7 +358,7 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
     st = cfg.eval_structure
     val = {"policy": (ev.best_result or {}).get("policy"), **base[st]}
     hp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()
-          if k not in ("out", "progress", "population")}
+          if k not in ("out", "progress", "population", "scene_table")}
     digest = hashlib.sha256((Path(cfg.out) / "policy.npz").read_bytes()).hexdigest()[:12]
     return {
         "name": f"exposure-policy-{cfg.scene}", "version": digest,

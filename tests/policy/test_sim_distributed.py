@@ -16,6 +16,8 @@ from policy.sim import distributed
 from policy.sim.distributed import DistributedError, check_address, shard_jobs
 from policy.sim.evaluate import evaluate
 from policy.sim.patient.population import load_population
+from policy.train.sweep import configure, plan, run_score, sweep, train_run
+from policy.train.trainer import TrainConfig, TrainError
 from tests.conftest import cli_env, run_cli
 
 ray = pytest.importorskip("ray", reason="Ray is the optional 'scale' extra: pip install -e '.[scale]'")
@@ -135,3 +137,61 @@ def test_without_ray_the_flags_say_how_to_install_it(tmp_path):
         assert p.returncode == 2, p.stderr
         assert p.stderr.strip().splitlines() == [
             "exposure: error: --ray needs Ray, which is not installed: " + distributed.INSTALL]
+
+
+# --------------------------------------------------------------------------- training sweeps
+SHORT_COURSE = """
+name = "short"
+[sessions]
+count = 2
+minutes = 2
+"""
+
+
+def test_grid_file_plans_every_combination_for_every_seed(tmp_path):
+    g = tmp_path / "grid.toml"
+    g.write_text("seeds = [3, 7]\n[grid]\nlearning_rate = [3e-4, 1e-4]\nnet_arch = [[32, 32]]\n")
+    runs = plan(1, 0, g)
+    assert [(r.settings["learning_rate"], r.settings["seed"]) for r in runs] == [
+        (3e-4, 3), (3e-4, 7), (1e-4, 3), (1e-4, 7)]
+    assert all(r.settings["net_arch"] == (32, 32) and len(r.settings) == 3 for r in runs)
+    assert len({r.name for r in runs}) == 4
+    assert [r.settings for r in plan(3, 5)] == [{"seed": 5}, {"seed": 6}, {"seed": 7}]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=60))
+def test_a_bad_grid_file_is_one_clear_error(tmp_path_factory, text):
+    g = tmp_path_factory.mktemp("g") / "grid.toml"
+    g.write_text(text)
+    try:
+        runs = plan(2, 0, g)
+    except TrainError as e:
+        assert str(e).startswith("--grid ") and "\n" not in str(e).strip()
+        return
+    assert runs and all("seed" in r.settings for r in runs)
+
+
+def test_seeds_train_as_ray_tasks_and_the_best_is_kept(cluster, tmp_path):
+    pop = tmp_path / "short.toml"
+    pop.write_text(SHORT_COURSE)
+    base = TrainConfig(scene="crowds", scene_table=scene_table("crowds"), timesteps=1024, n_envs=16, n_sub=2,
+                       n_steps=32, batch_size=256, n_epochs=1, eval_every=512, eval_patients=6, card_patients=3,
+                       population=str(pop))
+    out = tmp_path / "sweep"
+    logs: list[str] = []
+    res = sweep(base, plan(2, 11), out, ray="local", log=logs.append)
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [r["name"] for r in summary["runs"]] == ["run00-seed11", "run01-seed12"]
+    cards = {r["name"]: json.loads((out / "runs" / r["name"] / "card.json").read_text()) for r in summary["runs"]}
+    assert [c["seed"] for c in cards.values()] == [11, 12]
+    for name, card in cards.items():
+        assert "short.toml (sha256 " in card["population"]
+        assert summary["runs"][int(name[3:5])]["score"] == pytest.approx(run_score(card))
+    scores = [r["score"] for r in summary["runs"]]
+    assert res.best == summary["best"] == summary["runs"][scores.index(max(scores))]["name"]
+    for f in ("policy.npz", "model.zip", "card.json", "card.md", "vecnormalize.pkl"):
+        assert (out / f).read_bytes() == (out / "runs" / res.best / f).read_bytes()
+    # the same seed trains the same actor in a Ray task as in this process
+    alone = train_run(configure(base, plan(1, 11))[0], None)
+    assert alone["policy.npz"] == (out / "runs" / "run00-seed11" / "policy.npz").read_bytes()
