@@ -38,8 +38,10 @@ def register(subparsers) -> None:
 def cmd_train(args) -> int:
     from engine.cli.common import UserError
     from engine.gym_env import scene_table
-    from policy.train.trainer import TrainConfig, TrainError, defaults_for, train
+    from policy.train.trainer import SCENES, TrainConfig, TrainError, defaults_for, train
 
+    if args.scene not in SCENES:  # before the scene's table is looked up
+        raise UserError(f"--scene: unknown scene {args.scene!r}: choose {' or '.join(SCENES)}")
     base = defaults_for(args.scene)
     over = {"scene_table": scene_table(args.scene), "scene": args.scene, "seed": args.seed,
             "population": args.population, "out": args.out,
