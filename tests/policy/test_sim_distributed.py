@@ -20,8 +20,6 @@ from policy.train.sweep import configure, plan, run_score, sweep, train_run
 from policy.train.trainer import TrainConfig, TrainError
 from tests.conftest import cli_env, run_cli
 
-ray = pytest.importorskip("ray", reason="Ray is the optional 'scale' extra: pip install -e '.[scale]'")
-
 POP = load_population()
 TABLE = scene_table("heights")
 CONTROLLERS = ["ladder", "suds", "hr-band", "oracle", "policy"]
@@ -30,6 +28,7 @@ CONTROLLERS = ["ladder", "suds", "hr-band", "oracle", "policy"]
 @pytest.fixture(scope="module")
 def cluster():
     """One real Ray for the whole module (starting one takes seconds on a loaded machine)."""
+    ray = pytest.importorskip("ray", reason="Ray is the optional 'scale' extra: pip install -e '.[scale]'")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -82,9 +81,11 @@ def test_a_worker_killed_mid_run_is_retried_and_the_json_is_identical(cluster):
         if killed:
             return
         running = [s for s in run.board.values() if 0 < s["patient_sessions"] < 6 * 4]
-        if running:  # a shard part-way through its course: kill its worker process
-            os.kill(running[0]["pid"], signal.SIGKILL)
-            killed.append(running[0]["pid"])
+        if running:  # a shard part-way through its course (the least advanced): kill its worker process
+            victim = min(running, key=lambda s: s["patient_sessions"])["pid"]
+            assert victim != os.getpid()
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
 
     runs = []
     got = evaluate(POP, TABLE, CONTROLLERS, 24, ray="local", shard=6, **kw,
