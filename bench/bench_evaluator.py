@@ -74,7 +74,7 @@ def main() -> None:
     for cpus in (1, 2):
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         try:
-            evaluate(pop, table, CONTROLLERS, 2 * cpus, ray="local", shard=1, sessions=1, minutes=1)  # warm-up
+            evaluate(pop, table, CONTROLLERS, 6, ray="local", shard=3, sessions=1, minutes=1)  # warm-up
             got, dt = timed(lambda: evaluate(pop, table, CONTROLLERS, a.patients, ray="local", shard=a.shard, **kw))
         finally:
             ray.shutdown()

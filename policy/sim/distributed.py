@@ -61,13 +61,13 @@ def check_address(address: str) -> str:
 
 
 @contextmanager
-def ray_session(address: str, num_cpus: int | None = None) -> Iterator[object]:
+def ray_session(address: str, num_cpus: int | None = None, log_to_driver: bool = False) -> Iterator[object]:
     """Connect for the duration of a run and disconnect after.
 
     ``local`` starts an in-process Ray with ``num_cpus`` (default: this machine's cores); ``auto``
     joins the cluster this machine belongs to (``ray start``); ``HOST:PORT`` joins that head.
     If Ray is already initialised in this process (a notebook, a test), it is used as it is
-    and left running."""
+    and left running. ``log_to_driver`` shows the workers' stderr here (training's log lines)."""
     check_address(address)
     ray = require_ray()
     if ray.is_initialized():
@@ -76,13 +76,13 @@ def ray_session(address: str, num_cpus: int | None = None) -> Iterator[object]:
     try:
         if address == "local":
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                     logging_level=logging.WARNING, log_to_driver=False)
+                     logging_level=logging.WARNING, log_to_driver=log_to_driver)
         else:
             if num_cpus is not None:
                 raise DistributedError("--workers sets the cores of --ray local; a cluster uses all of its cores")
             if address != "auto":
                 _reachable(address)
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_driver)
     except DistributedError:
         raise
     except (ConnectionError, RuntimeError, ValueError) as e:

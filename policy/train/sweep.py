@@ -195,7 +195,7 @@ def sweep(base: TrainConfig, runs: list[Run], out: Path, ray: str | None = None,
 def _on_ray(runs, cfgs, pop, address, num_cpus, log, progress) -> dict[str, dict[str, bytes]]:
     from policy.sim.distributed import MAX_RETRIES, DistributedError, ray_session, reraise_task_error
 
-    with ray_session(address, num_cpus) as ray:
+    with ray_session(address, num_cpus, log_to_driver=True) as ray:
         task = ray.remote(train_run)
         refs = {task.options(num_cpus=cfg.threads, max_retries=MAX_RETRIES, retry_exceptions=False)
                 .remote(cfg, pop): r for r, cfg in zip(runs, cfgs, strict=True)}
