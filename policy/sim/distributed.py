@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -133,6 +134,9 @@ class ProgressBoard:
     def update(self, shard: int, patient_sessions: int) -> None:
         self.shards[shard]["patient_sessions"] = patient_sessions
 
+    def finish(self, shard: int, cpu_seconds: float) -> None:
+        self.shards[shard]["cpu_seconds"] = cpu_seconds
+
     def read(self) -> dict[int, dict]:
         return self.shards
 
@@ -146,6 +150,11 @@ class RayRun:
     retries: int = 0
     board: dict = field(default_factory=dict)
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the finished shards took in their workers (the last attempt of each)."""
+        return sum(s.get("cpu_seconds", 0.0) for s in self.board.values())
+
 
 def _run_shard(args, structure: str, start: int, n: int, shard: int, board):
     """One Ray task: the course for patients ``start … start + n`` (see ``evaluate._job``)."""
@@ -155,7 +164,10 @@ def _run_shard(args, structure: str, start: int, n: int, shard: int, board):
 
     ctx = ray.get_runtime_context()
     ray.get(board.begin.remote(shard, os.getpid(), ctx.get_node_id()))
-    return _job(args, structure, start, n, lambda s, k: board.update.remote(shard, s * n))
+    cpu = time.process_time()
+    out = _job(args, structure, start, n, lambda s, k: board.update.remote(shard, s * n))
+    ray.get(board.finish.remote(shard, time.process_time() - cpu))
+    return out
 
 
 def run_jobs(args, jobs: list[tuple[str, int, int]], sessions: int, address: str, *,

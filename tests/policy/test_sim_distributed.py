@@ -67,6 +67,7 @@ def test_ray_gives_the_same_json_bit_for_bit(cluster):
     assert last.shards == 3 * 5 and last.cpus == 2 and last.retries == 0
     # every shard reported every session of its patients: the board adds up to the whole population
     assert sum(s["patient_sessions"] for s in last.board.values()) == 5 * 12 * 2
+    assert all(s["cpu_seconds"] > 0 and s["attempts"] == 1 for s in last.board.values())
     # and the result is not the same whatever the seed (the comparison above can fail)
     other = evaluate(POP, TABLE, CONTROLLERS, 12, ray="local", shard=5, **{**kw, "seed": 3})
     assert as_json(other) != as_json(one)
