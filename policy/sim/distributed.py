@@ -156,25 +156,25 @@ class RayRun:
         return sum(s.get("cpu_seconds", 0.0) for s in self.board.values())
 
 
-def _run_shard(args, structure: str, start: int, n: int, shard: int, board):
-    """One Ray task: the course for patients ``start … start + n`` (see ``evaluate._job``)."""
+def _run_shard(job, args, structure: str, start: int, n: int, shard: int, board):
+    """One Ray task: ``job`` (the evaluator's course for patients ``start … start + n``)."""
     import ray
-
-    from policy.sim.evaluate import _job
 
     ctx = ray.get_runtime_context()
     ray.get(board.begin.remote(shard, os.getpid(), ctx.get_node_id()))
     cpu = time.process_time()
-    out = _job(args, structure, start, n, lambda s, k: board.update.remote(shard, s * n))
+    out = job(args, structure, start, n, lambda s, k: board.update.remote(shard, s * n))
     ray.get(board.finish.remote(shard, time.process_time() - cpu))
     return out
 
 
-def run_jobs(args, jobs: list[tuple[str, int, int]], sessions: int, address: str, *,
+def run_jobs(job, args, jobs: list[tuple[str, int, int]], sessions: int, address: str, *,
              num_cpus: int | None = None, progress: bool = False,
              on_progress: Callable[[RayRun], None] | None = None,
              max_retries: int = MAX_RETRIES) -> tuple[dict, RayRun]:
-    """Run the evaluator's ``jobs`` ((structure, first patient, patients) each) as Ray tasks.
+    """Run the evaluator's ``jobs`` ((structure, first patient, patients) each) as Ray tasks, each
+    calling ``job(args, structure, first patient, patients, progress)`` (``evaluate._job``, passed
+    in so that this module does not import the evaluator that imports it).
 
     Returns ``({(structure, first patient): CourseResult}, RayRun)``. ``on_progress(run)`` is
     called in this process each time the board is read (about twice a second and after each
@@ -184,7 +184,7 @@ def run_jobs(args, jobs: list[tuple[str, int, int]], sessions: int, address: str
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         task = ray.remote(_run_shard).options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
         args_ref = ray.put(args)
-        refs = {task.remote(args_ref, st, start, n, i, board): (i, st, start, n)
+        refs = {task.remote(job, args_ref, st, start, n, i, board): (i, st, start, n)
                 for i, (st, start, n) in enumerate(jobs)}
         total = sum(n for _, _, n in jobs)
         bar = None

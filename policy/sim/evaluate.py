@@ -196,7 +196,7 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
         from policy.sim import distributed
 
         jobs = distributed.shard_jobs(structs, n_patients, shard)
-        parts, _ = distributed.run_jobs(args, jobs, K, ray, progress=progress, **(ray_options or {}))
+        parts, _ = distributed.run_jobs(_job, args, jobs, K, ray, progress=progress, **(ray_options or {}))
         return _assemble(pop, table, structs, jobs, parts, n_patients, K, seed, structure, minutes)
     # --------------------------------------------------------------------------------------------
     bar = None
