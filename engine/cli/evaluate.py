@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                    help="run the patients as Ray tasks: local (an in-process Ray with this machine's cores, "
                         "or --workers of them), auto (the cluster this machine joined with 'ray start') or "
                         "HOST:PORT of a cluster's head; same result as one process (needs the 'scale' extra)")
-    p.add_argument("--shard", type=int, default=None, help="patients per Ray task (default 250)")
+    p.add_argument("--shard", type=int, default=None,
+                   help="patients per Ray task (default: the patients split evenly over the CPUs, at most 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_evaluate)

@@ -19,6 +19,7 @@ when ``--ray`` is asked for.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import socket
@@ -33,9 +34,11 @@ from policy.errors import PolicyError
 log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'exposure-engine[scale]' (from a checkout: pip install -e '.[scale]')"
-#: patients per Ray task by default: big enough that the batch step stays vectorised (4 controllers
-#: × 250 patients = 1,000 lanes), small enough that 1,000 patients make 4 tasks to spread
-SHARD = 250
+#: the most patients per Ray task by default (the evaluator's chunk: memory). By default the patients
+#: are split evenly over the cluster's CPUs, one task each, up to this size: the batch step costs
+#: less per patient in big batches (measured: 0.45 M patient-seconds per CPU-second in shards of
+#: 250 patients × 4 controllers, 0.65 M in shards of 500, 0.76 M in one batch of 1,000)
+SHARD = 1000
 #: how many times Ray re-runs a shard whose worker process or node died (not for errors in our code)
 MAX_RETRIES = 3
 _ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}$")
@@ -168,19 +171,22 @@ def _run_shard(job, args, structure: str, start: int, n: int, shard: int, board)
     return out
 
 
-def run_jobs(job, args, jobs: list[tuple[str, int, int]], sessions: int, address: str, *,
-             num_cpus: int | None = None, progress: bool = False,
+def run_jobs(job, args, structures: list[str], n_patients: int, sessions: int, address: str, *,
+             shard: int | None = None, num_cpus: int | None = None, progress: bool = False,
              on_progress: Callable[[RayRun], None] | None = None,
-             max_retries: int = MAX_RETRIES) -> tuple[dict, RayRun]:
+             max_retries: int = MAX_RETRIES) -> tuple[list, dict, RayRun]:
     """Run the evaluator's ``jobs`` ((structure, first patient, patients) each) as Ray tasks, each
     calling ``job(args, structure, first patient, patients, progress)`` (``evaluate._job``, passed
     in so that this module does not import the evaluator that imports it).
 
-    Returns ``({(structure, first patient): CourseResult}, RayRun)``. ``on_progress(run)`` is
+    The jobs are :func:`shard_jobs` of the cluster's CPUs. Returns
+    ``(jobs, {(structure, first patient): CourseResult}, RayRun)``. ``on_progress(run)`` is
     called in this process each time the board is read (about twice a second and after each
     shard), with ``run.board`` as the board reports it."""
     with ray_session(address, num_cpus) as ray:
-        run = RayRun(shards=len(jobs), cpus=cluster_cpus(ray))
+        cpus = cluster_cpus(ray)
+        jobs = shard_jobs(structures, n_patients, shard, cpus)
+        run = RayRun(shards=len(jobs), cpus=cpus)
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         task = ray.remote(_run_shard).options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
         args_ref = ray.put(args)
@@ -226,11 +232,13 @@ def run_jobs(job, args, jobs: list[tuple[str, int, int]], sessions: int, address
         if run.retries:
             log.warning("ray: %d shard(s) were retried after a worker was lost; the results are unaffected",
                         run.retries)
-        return parts, run
+        return jobs, parts, run
 
 
-def shard_jobs(structures: list[str], n_patients: int, shard: int | None = None) -> list[tuple[str, int, int]]:
-    """(structure, first patient, patients) per task: ``shard`` patients each (default :data:`SHARD`)."""
-    size = max(1, shard or SHARD)
+def shard_jobs(structures: list[str], n_patients: int, shard: int | None = None,
+               cpus: int = 1) -> list[tuple[str, int, int]]:
+    """(structure, first patient, patients) per task: ``shard`` patients each (default: the patients
+    split evenly over ``cpus``, at most :data:`SHARD` each)."""
+    size = max(1, shard or min(SHARD, math.ceil(n_patients / max(1, cpus))))
     return [(st, start, min(size, n_patients - start)) for st in structures for start in range(0, n_patients, size)]
 

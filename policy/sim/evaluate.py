@@ -181,8 +181,8 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
     patient's random numbers are its own.
 
     ``ray`` (``local``, ``auto`` or a cluster address) runs the patients instead as Ray tasks of
-    ``shard`` patients each (:mod:`policy.sim.distributed`; ``ray_options`` go to its ``run_jobs``,
-    e.g. ``num_cpus`` for ``local``), with the same result."""
+    ``shard`` patients each (default: split evenly over the cluster's CPUs; :mod:`policy.sim.distributed`;
+    ``ray_options`` go to its ``run_jobs``, e.g. ``num_cpus`` for ``local``), with the same result."""
     if n_patients < 1:
         raise EvaluationError("--patients must be at least 1")
     structs = list(STRUCTURES) if structure == "all" else [structure or pop.structure]
@@ -195,8 +195,8 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
     if ray is not None:
         from policy.sim import distributed
 
-        jobs = distributed.shard_jobs(structs, n_patients, shard)
-        parts, _ = distributed.run_jobs(_job, args, jobs, K, ray, progress=progress, **(ray_options or {}))
+        jobs, parts, _ = distributed.run_jobs(_job, args, structs, n_patients, K, ray, shard=shard,
+                                              progress=progress, **(ray_options or {}))
         return _assemble(pop, table, structs, jobs, parts, n_patients, K, seed, structure, minutes)
     # --------------------------------------------------------------------------------------------
     bar = None

@@ -43,6 +43,9 @@ def test_shards_cover_every_patient_once_in_order():
     assert jobs == [("full", 0, 4), ("full", 4, 4), ("full", 8, 2),
                     ("habituation-only", 0, 4), ("habituation-only", 4, 4), ("habituation-only", 8, 2)]
     assert shard_jobs(["full"], 3, None) == [("full", 0, 3)]
+    # by default the patients are split evenly over the CPUs, at most 1,000 a task
+    assert shard_jobs(["full"], 1000, None, cpus=2) == [("full", 0, 500), ("full", 500, 500)]
+    assert [n for _, _, n in shard_jobs(["full"], 2500, None, cpus=2)] == [1000, 1000, 500]
 
 
 @settings(max_examples=200, deadline=None)
