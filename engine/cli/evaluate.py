@@ -31,6 +31,12 @@ def register(subparsers) -> None:
     p.add_argument("--structure", default=None,
                    help=f"{STRUCTURE_HELP} (default: the population's)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="local|auto|ADDRESS",
+                   help="run the patients as Ray tasks: local (an in-process Ray with this machine's cores, "
+                        "or --workers of them), auto (the cluster this machine joined with 'ray start') or "
+                        "HOST:PORT of a cluster's head; same result as one process (needs the 'scale' extra)")
+    p.add_argument("--shard", type=int, default=None,
+                   help="patients per Ray task (default: the patients split evenly over the CPUs, at most 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_evaluate)
@@ -66,9 +72,15 @@ def cmd_evaluate(args) -> int:
         workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
         if workers < 1:
             raise UserError("--workers must be at least 1")
+        ray = None
+        if args.ray is not None:
+            ray = _ray_options(args)
+        elif args.shard is not None:
+            raise UserError("--shard applies to --ray runs")
         result = evaluate(pop, table, names, args.patients, seed=args.seed, structure=args.structure,
                           sessions=args.sessions, minutes=args.minutes,
-                          progress=not args.no_progress and sys.stderr.isatty() or None, workers=workers)
+                          progress=not args.no_progress and sys.stderr.isatty() or None, workers=workers,
+                          ray=args.ray, shard=args.shard, ray_options=ray)
     except (PopulationError, HierarchyError) as e:
         raise UserError(f"--population/--hierarchy: {e}") from None
     except (EvaluationError, ControllerError) as e:
@@ -78,3 +90,18 @@ def cmd_evaluate(args) -> int:
     else:
         print(format_table(result))
     return 0
+
+
+def _ray_options(args) -> dict:
+    """Check the --ray options (Ray itself is imported only when the run starts)."""
+    from policy.sim.distributed import check_address, require_ray
+
+    check_address(args.ray)
+    require_ray()
+    if args.shard is not None and args.shard < 1:
+        raise UserError("--shard must be at least 1")
+    if args.ray != "local":
+        if args.workers is not None:
+            raise UserError("--workers sets the cores of --ray local; a cluster uses all of its cores")
+        return {}
+    return {"num_cpus": args.workers}

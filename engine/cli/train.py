@@ -23,6 +23,15 @@ def register(subparsers) -> None:
     p.add_argument("--eval-every", type=int, default=None, help="timesteps between evaluations against the baselines")
     p.add_argument("--eval-patients", type=int, default=None, help="validation patients per evaluation")
     p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train this many seeds (--seed, --seed + 1, …) and keep the best by validation "
+                        "(needs --out; every run's folder and card go to OUT/runs/)")
+    p.add_argument("--grid", type=Path, default=None,
+                   help="a TOML file of settings to sweep ([grid] key = [values]; optional seeds = [..]); "
+                        "see the manual's scale-out page")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="local|auto|ADDRESS",
+                   help="train the runs as Ray tasks: local (this machine's cores), auto (the cluster this "
+                        "machine joined) or HOST:PORT of a cluster's head (needs the 'scale' extra)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -30,8 +39,10 @@ def register(subparsers) -> None:
 def cmd_train(args) -> int:
     from engine.cli.common import UserError
     from engine.gym_env import scene_table
-    from policy.train.trainer import TrainConfig, TrainError, defaults_for, train
+    from policy.train.trainer import SCENES, TrainConfig, TrainError, defaults_for, train
 
+    if args.scene not in SCENES:  # before the scene's table is looked up
+        raise UserError(f"--scene: unknown scene {args.scene!r}: choose {' or '.join(SCENES)}")
     base = defaults_for(args.scene)
     over = {"scene": args.scene, "seed": args.seed,
             "population": args.population, "out": args.out,
@@ -41,6 +52,8 @@ def cmd_train(args) -> int:
         v = getattr(args, opt)
         if v is not None:
             over[name] = v
+    if args.seeds != 1 or args.grid is not None or args.ray is not None:
+        return _sweep(args, TrainConfig(**{**base.__dict__, **over}))
     try:
         cfg = TrainConfig(**{**base.__dict__, **over}).validated()
         cfg = dataclasses.replace(cfg, scene_table=scene_table(cfg.scene))
@@ -60,4 +73,30 @@ def cmd_train(args) -> int:
             line += f", oracle {val['oracle']['responder_rate']:.3f}"
         print(line)
     print(f"wrote {res.out}: policy.npz, model.zip, vecnormalize.pkl, card.md, card.json")
+    return 0
+
+
+def _sweep(args, base) -> int:
+    """``--seeds K`` / ``--grid FILE`` / ``--ray``: several runs, every card written, the best kept."""
+    from engine.cli.common import UserError
+    from policy.train.sweep import plan, sweep
+    from policy.train.trainer import TrainError
+
+    if args.ray is not None:
+        from policy.sim.distributed import check_address, require_ray
+
+        check_address(args.ray)
+        require_ray()
+    if args.out is None:
+        raise UserError("a sweep (--seeds, --grid or --ray) needs --out: the folder for every run and the best")
+    try:
+        runs = plan(args.seeds, args.seed, args.grid)
+        res = sweep(base, runs, args.out, ray=args.ray, progress=not args.no_progress)
+    except TrainError as e:
+        raise UserError(str(e)) from None
+    for r in res.runs:
+        score = "–" if r["score"] is None else f"{r['score']:.4f}"
+        mark = "  <- kept" if r["name"] == res.best else ""
+        print(f"{r['name']}: validation score {score}, responders {r['validation']['responder_rate']}{mark}")
+    print(f"wrote {res.out}: runs/*/ (every run and its card), the best run's files, sweep.json")
     return 0

@@ -207,13 +207,18 @@ def _job(args, structure, start, n, progress=None) -> CourseResult:
 
 def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patients: int, seed: int = 0,
              structure: str | None = None, sessions: int | None = None, minutes: float | None = None,
-             progress: bool = False, chunk: int = 1000, workers: int = 1) -> dict:
+             progress: bool = False, chunk: int = 1000, workers: int = 1, ray: str | None = None,
+             shard: int | None = None, ray_options: dict | None = None) -> dict:
     """The ``exposure evaluate`` result: {"controllers": {NAME: {METRIC: value}}, …}.
 
     ``structure="all"`` runs every model structure and adds ``"structures"``. Patients are run
     in chunks of at most ``chunk`` (memory), each chunk the same patients for every controller,
     spread over ``workers`` processes. Results do not depend on chunks or workers: every
-    patient's random numbers are its own."""
+    patient's random numbers are its own.
+
+    ``ray`` (``local``, ``auto`` or a cluster address) runs the patients instead as Ray tasks of
+    ``shard`` patients each (default: split evenly over the cluster's CPUs; :mod:`policy.sim.distributed`;
+    ``ray_options`` go to its ``run_jobs``, e.g. ``num_cpus`` for ``local``), with the same result."""
     if n_patients < 1:
         raise EvaluationError("--patients must be at least 1")
     structs = list(STRUCTURES) if structure == "all" else [structure or pop.structure]
@@ -221,6 +226,15 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
         if s not in STRUCTURES:
             raise EvaluationError(f"--structure {s!r}: choose one of {', '.join(STRUCTURES)} or all")
     K = sessions or pop.sessions.count
+    args = (pop, table, controllers, seed, sessions, minutes)
+    # --- scale-out: the same jobs as Ray tasks (policy/sim/distributed.py) ---------------------
+    if ray is not None:
+        from policy.sim import distributed
+
+        jobs, parts, _ = distributed.run_jobs(_job, args, structs, n_patients, K, ray, shard=shard,
+                                              progress=progress, **(ray_options or {}))
+        return _assemble(pop, table, structs, jobs, parts, n_patients, K, seed, structure, minutes)
+    # --------------------------------------------------------------------------------------------
     bar = None
     if progress:
         from tqdm import tqdm
@@ -230,7 +244,6 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
     workers = max(1, min(workers or 1, os.cpu_count() or 1))
     size = min(chunk, max(1, -(-n_patients // workers)))
     jobs = [(st, start, min(size, n_patients - start)) for st in structs for start in range(0, n_patients, size)]
-    args = (pop, table, controllers, seed, sessions, minutes)
     parts: dict[tuple[str, int], CourseResult] = {}
     if workers == 1 or len(jobs) == 1:
         for st, start, n in jobs:
@@ -247,6 +260,11 @@ def evaluate(pop: Population, table: SceneTable, controllers: list[str], n_patie
                     bar.update(n * K)
     if bar is not None:
         bar.close()
+    return _assemble(pop, table, structs, jobs, parts, n_patients, K, seed, structure, minutes)
+
+
+def _assemble(pop, table, structs, jobs, parts, n_patients, K, seed, structure, minutes) -> dict:
+    """The result from the parts, in patient order (so it does not depend on how they were run)."""
     by_struct, tertiles = {}, {}
     for st in structs:
         rs = [parts[j[0], j[1]] for j in jobs if j[0] == st]
