@@ -1,6 +1,6 @@
 """Registers ``ExposureTherapy-v0`` with gymnasium (call :func:`register_gym_env`; importing
 does not register) and builds it with the scene's hierarchy — ``policy/`` cannot load
-hierarchies itself (it does not import ``scenes/``). See :mod:`policy.env` for the spec."""
+hierarchies itself (it does not import ``scenes/``). See :mod:`policy.sim.env` for the spec."""
 
 from __future__ import annotations
 

@@ -25,10 +25,10 @@ from policy.observation import OBS_VERSION, VECTOR_FIELDS, Observation, action_t
 MODELS_DIR = Path(__file__).with_name("models")
 BUNDLE_NAME = "policy.npz"
 
-#: the env's action semantics the shipped policies were trained with (policy.env.action_to_delta)
+#: the env's action semantics the shipped policies were trained with (policy.observation.action_to_delta)
 STEP_SIZE = 0.05
 ASK_SUDS = True
-#: version of the policy's input (policy.env.observation_vector of the Observation)
+#: version of the policy's input (policy.observation.observation_vector of the Observation)
 INPUT_VERSION = 1
 
 

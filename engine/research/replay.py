@@ -5,7 +5,7 @@ The session core was built for this (engine/core.py): every controller decision 
 holds too — with the observation it saw and how many samples had been ingested
 (``samples_seen``); features advance only on samples and at decisions; the ramp of intensity
 is a function of the last change of target alone; commands are logged with the tick time they
-were applied. So a fresh :class:`~engine.core.SessionCore` (same hierarchy, controller, shield,
+were applied. So a fresh :class:`~engine.session.core.SessionCore` (same hierarchy, controller, shield,
 configs, seed and start time, all in the log's meta) that is fed the same samples and commands
 and ticked at the logged decision and command times — and only there — must make the same
 decisions. :func:`rederive` does that and reports every difference.

@@ -1,7 +1,7 @@
 """The training VecEnv: ``ExposureTherapy-v0``'s courses over a population that mixes every
 model structure and both sensor types.
 
-It is a thin layer over :class:`policy.env._Course` — the env's own course logic (patient
+It is a thin layer over :class:`policy.sim.env._Course` — the env's own course logic (patient
 model, live session dynamics, the safety shield on every decision, session resumption one
 level below the highest reached, rewards) — with ``n_sub`` batches of lanes. Each batch
 runs a whole course for its patients in lockstep, then draws new patients (keys from a

@@ -2,7 +2,7 @@
 
 Each :class:`Anchor` is a published figure (source, population, protocol, outcome, value) with
 the tolerance we accept and why. :func:`calibrate` runs every anchor's protocol on a population
-(by default the shipped one) through the evaluation harness (:func:`policy.evaluate.run_course`:
+(by default the shipped one) through the evaluation harness (:func:`policy.sim.evaluate.run_course`:
 the same patients, the same session rules, the same controllers as ``exposure evaluate``) and
 reports the model's value beside the anchor, within tolerance or not. ``exposure calibrate``
 prints that table and exits 1 if any row is out; ``docs/calibration.md`` explains each row.

@@ -42,7 +42,7 @@ def details(events, kind):
 
 
 def test_the_runtime_accepts_our_bindings_for_every_controller_profile(xdisplay):
-    code = ("from engine.xr import open_headset; h = open_headset(); import json; "
+    code = ("from engine.render.xr import open_headset; h = open_headset(); import json; "
             "print(json.dumps([h.system_name, h.eye_size, h.actions.profiles_accepted, h.actions.profiles_refused])); "
             "h.close()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
