@@ -1,14 +1,39 @@
-"""Beat detection in raw PPG or ECG samples, built on scipy.signal.
+"""Beat detection in raw ECG or PPG samples, built on scipy.signal.
 
-Pure functions over arrays, plus :class:`BeatTracker`, a small stateful wrapper that runs them
-over a sliding window as samples stream in (what ``serial://…&format=waveform`` uses).
+Pure functions over one window of samples, plus :class:`BeatTracker`, which runs them over a
+sliding window as samples stream in (what ``serial://…&format=waveform`` uses).
 
-- ECG: band-pass 5–20 Hz (the QRS complex), then the squared derivative smoothed over 80 ms
-  (Pan–Tompkins style energy); beats are its peaks, refined to the R peak of the filtered signal.
-- PPG: band-pass 0.5–8 Hz (the pulse wave); beats are the systolic peaks.
+ECG — QRS detection after Pan & Tompkins (1985, IEEE TBME 32:230) with the decision rules of
+Hamilton & Tompkins (1986, IEEE TBME 33:1157):
 
-Peaks must be ≥ 0.27 s apart (220 bpm) and stand out by a fraction of the window's robust
-amplitude (95th–5th percentile), so baseline wander and noise between beats are ignored.
+- band-pass 5–30 Hz (zero phase), then the *absolute* slope averaged over 120 ms. Unlike the
+  squared slope, this does not favour narrow QRS: a wide ventricular beat has slopes as long
+  as it is wide, so its averaged slope is as high as a normal beat's.
+- candidates are peaks of that signal ≥ 200 ms apart (refractory period); a candidate is a QRS
+  when it exceeds ``NPK + 0.25·(SPK − NPK)``, running estimates of the signal and noise peak
+  levels; one within 360 ms of the last QRS whose maximal slope is under half of that QRS's is
+  a T wave; when no QRS comes for 1.66 × the mean RR, the largest candidate in the gap above
+  half the threshold is taken (search-back), which is what finds a beat the threshold missed.
+- the beat is placed at the largest |band-passed| sample within ±40 ms of the slope peak.
+
+PPG — systolic peaks by Elgendi's two moving averages (Elgendi et al. 2013, PLoS ONE 8:e76585):
+band-pass 0.5–8 Hz, keep the positive part squared, a 111 ms (peak) and a 667 ms (beat) moving
+average; blocks where the first exceeds the second plus 2 % of the mean are systolic waves when
+at least 111 ms wide; the beat is the block's maximum, beats ≥ 300 ms apart. The dicrotic wave
+is smaller and shorter than the beat average, so it does not open a block of its own.
+
+Signal quality (both kinds), after Orphanidou et al. (2015, IEEE JBHI 19:832): a window is a
+pulse (or an ECG) only when it has no flat stretch (a sensor at a rail or reading nothing: no
+finger, lead off), its beats give a heart rate in 30–220 bpm with no gap over 3 s and a
+longest/shortest interval ratio under 2.2 (PPG only: ECG with ectopic beats breaks that rule
+legitimately) and, for PPG, its pulses correlate with their average pulse (mean r ≥ 0.86).
+Otherwise the window yields no beats and the tracker reports why.
+
+Why not neurokit2 at run time: its detectors (and its Kubios-style ``signal_fixpeaks``) work on a
+whole recording with pandas around them, import about 1 s of scientific stack, and their
+thresholds see the future; a live session needs beats every fraction of a second from a sliding
+window with a bounded delay, importing numpy and scipy only. neurokit2 and wfdb are the
+*references* these detectors are scored against (tests/sensors/beat_reference.py, docs/beats.md).
 """
 
 from __future__ import annotations
@@ -17,9 +42,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal
+from scipy.ndimage import uniform_filter1d
 
 KINDS = ("ecg", "ppg")
 MIN_BEAT_S = 60.0 / 220.0
+MIN_BPM, MAX_BPM = 30.0, 220.0
+MAX_GAP_S = 3.0
+PPG_TEMPLATE_R = 0.86  # Orphanidou et al. 2015: mean correlation of PPG pulses with their average
+FLAT_S = 0.5  # this long without any change of the raw samples: no contact, or a rail
 
 
 def _check(fs: float, kind: str) -> None:
@@ -37,44 +67,139 @@ def bandpass_sos(fs: float, kind: str) -> np.ndarray:
     _check(fs, kind)
     key = (float(fs), kind)
     if key not in _SOS:
-        lo, hi = (5.0, 20.0) if kind == "ecg" else (0.5, 8.0)
+        lo, hi = (5.0, 30.0) if kind == "ecg" else (0.5, 8.0)
         hi = min(hi, 0.45 * fs)
-        _SOS[key] = signal.butter(3, [lo, hi], btype="bandpass", fs=fs, output="sos")
+        _SOS[key] = signal.butter(2, [lo, hi], btype="bandpass", fs=fs, output="sos")
     return _SOS[key]
+
+
+def _movavg(x: np.ndarray, n: int) -> np.ndarray:
+    return uniform_filter1d(x, max(1, int(n)), mode="nearest")
 
 
 def beat_signal(x: np.ndarray, fs: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(filtered signal, detection signal) for ``x``: the detection signal peaks once per beat."""
     x = np.asarray(x, dtype=float)
     y = signal.sosfiltfilt(bandpass_sos(fs, kind), x - np.median(x))
-    if kind == "ppg":
-        return y, y
-    d = np.gradient(y) ** 2
-    w = max(1, int(round(0.08 * fs)))
-    e = np.convolve(d, np.ones(w) / w, mode="same")
-    return y, e
+    if kind == "ecg":
+        return y, _movavg(np.abs(np.gradient(y)), round(0.12 * fs))
+    z = np.maximum(y, 0.0) ** 2
+    return y, _movavg(z, round(0.111 * fs))
 
 
-def detect_beats(x: np.ndarray, fs: float, kind: str = "ecg", threshold: float = 0.3) -> np.ndarray:
-    """Sample indices of the beats in ``x`` (needs ≥ 2 s of signal; else none)."""
+def _ecg_peaks(y: np.ndarray, e: np.ndarray, fs: float) -> np.ndarray:
+    cand, _ = signal.find_peaks(e, distance=max(1, int(0.2 * fs)))
+    if cand.size < 2:
+        return np.zeros(0, dtype=int)
+    h = e[cand]
+    slope = np.abs(np.gradient(y))
+    w = max(1, int(0.06 * fs))
+    smax = np.array([slope[max(0, c - w):c + w + 1].max() for c in cand])
+    # initial levels: the window's candidates split at their 60th percentile (beats are the high ones)
+    cut = np.percentile(h, 60)
+    spk, npk = float(np.median(h[h >= cut])), float(np.median(h[h < cut])) if (h < cut).any() else 0.0
+    beats: list[int] = []  # indices into cand
+    rr_avg = None
+    for i in range(cand.size):
+        th = npk + 0.25 * (spk - npk)
+        if beats:
+            last = beats[-1]
+            gap = cand[i] - cand[last]
+            # search-back: a gap of 1.66 mean RR before this candidate hides a missed beat
+            if rr_avg is not None and gap > 1.66 * rr_avg and h[i] > th:
+                j0 = last + 1
+                between = [j for j in range(j0, i)
+                           if cand[j] - cand[last] > 0.36 * fs and cand[i] - cand[j] > 0.36 * fs and h[j] > 0.5 * th]
+                if between:
+                    j = max(between, key=lambda k: h[k])
+                    beats.append(j)
+                    spk = 0.25 * h[j] + 0.75 * spk
+            last = beats[-1]
+            gap = cand[i] - cand[last]
+            if h[i] > th and gap < 0.36 * fs and smax[i] < 0.5 * smax[last]:
+                npk = 0.125 * h[i] + 0.875 * npk  # a T wave
+                continue
+        if h[i] > th and beats and cand[i] - cand[beats[-1]] < MIN_BEAT_S * fs:
+            if h[i] > h[beats[-1]]:  # two "beats" closer than 220 bpm allows: the larger is the beat
+                beats[-1] = i
+            continue
+        if h[i] > th:
+            if beats:
+                rr = cand[i] - cand[beats[-1]]
+                rr_avg = rr if rr_avg is None else 0.875 * rr_avg + 0.125 * rr
+            beats.append(i)
+            spk = 0.125 * h[i] + 0.875 * spk
+        else:
+            npk = 0.125 * h[i] + 0.875 * npk
+    peaks = cand[np.array(beats, dtype=int)]
+    # place each beat at the largest |band-passed| sample within ±40 ms
+    r = max(1, int(0.04 * fs))
+    out = np.array([max(0, p - r) + int(np.argmax(np.abs(y[max(0, p - r):p + r + 1]))) for p in peaks], dtype=int)
+    return np.unique(out)
+
+
+def _ppg_peaks(y: np.ndarray, ma_peak: np.ndarray, fs: float) -> np.ndarray:
+    z = np.maximum(y, 0.0) ** 2
+    ma_beat = _movavg(z, round(0.667 * fs))
+    above = ma_peak > ma_beat + 0.02 * float(np.mean(z))
+    edges = np.flatnonzero(np.diff(np.r_[0, above.astype(np.int8), 0]))
+    starts, ends = edges[0::2], edges[1::2]
+    w1 = round(0.111 * fs)
+    peaks = [a + int(np.argmax(y[a:b])) for a, b in zip(starts, ends, strict=True) if b - a >= w1]
+    out: list[int] = []
+    for p in peaks:  # beats ≥ 300 ms apart: of two closer ones keep the higher
+        if out and p - out[-1] < 0.3 * fs:
+            if y[p] > y[out[-1]]:
+                out[-1] = p
+            continue
+        out.append(p)
+    return np.array(out, dtype=int)
+
+
+def detect_beats(x: np.ndarray, fs: float, kind: str = "ecg") -> np.ndarray:
+    """Sample indices of the beats in ``x`` (needs ≥ 2 s of signal; else none). No quality check."""
     x = np.asarray(x, dtype=float)
-    if x.size < 2 * fs:
+    if x.size < 2 * fs or not np.ptp(x) > 0:
         return np.zeros(0, dtype=int)
     y, e = beat_signal(x, fs, kind)
-    lo, hi = np.percentile(e, [5, 99 if kind == "ecg" else 95])
-    amp = hi - lo
-    if not amp > 0:
-        return np.zeros(0, dtype=int)
-    peaks, _ = signal.find_peaks(e, distance=max(1, int(MIN_BEAT_S * fs)), prominence=threshold * amp)
-    if kind == "ecg" and peaks.size:
-        # refine to the largest |filtered| sample within ±60 ms of the energy peak
-        w = max(1, int(0.06 * fs))
-        out = np.empty_like(peaks)
-        for i, p in enumerate(peaks):
-            a, b = max(0, p - w), min(len(y), p + w + 1)
-            out[i] = a + int(np.argmax(np.abs(y[a:b])))
-        peaks = out
-    return peaks
+    return _ecg_peaks(y, e, fs) if kind == "ecg" else _ppg_peaks(y, e, fs)
+
+
+def longest_flat(x: np.ndarray) -> int:
+    """Length of the longest run of identical successive samples."""
+    x = np.asarray(x)
+    if x.size < 2:
+        return int(x.size)
+    change = np.flatnonzero(np.diff(x) != 0)
+    bounds = np.r_[-1, change, x.size - 1]
+    return int(np.max(np.diff(bounds)))
+
+
+def window_quality(x: np.ndarray, peaks: np.ndarray, fs: float, kind: str) -> str:
+    """Why the beats of this window cannot be trusted ("" when they can): see the module's doc."""
+    x = np.asarray(x, dtype=float)
+    if longest_flat(x) >= FLAT_S * fs:
+        return "flat"
+    if peaks.size < 3:
+        return "no-beats"
+    rr = np.diff(peaks) / fs
+    if rr.max() > MAX_GAP_S:
+        return "gap"
+    bpm = 60.0 / float(np.median(rr))
+    if not MIN_BPM <= bpm <= MAX_BPM:
+        return "rate"
+    if kind == "ppg":
+        y, _ = beat_signal(x, fs, kind)
+        m = float(np.median(rr))
+        a, b = int(round(0.3 * m * fs)), int(round(0.7 * m * fs))
+        segs = np.array([y[p - a:p + b] for p in peaks if p - a >= 0 and p + b <= y.size])
+        if len(segs) < 2:
+            return "no-beats"
+        tmpl = segs.mean(axis=0)
+        r = [np.corrcoef(s, tmpl)[0, 1] if np.std(s) > 0 else 0.0 for s in segs]
+        if not float(np.median(r)) >= PPG_TEMPLATE_R:
+            return "shape"
+    return ""
 
 
 def rr_ms(beat_times_s: np.ndarray) -> np.ndarray:
@@ -99,51 +224,90 @@ class Beat:
 class BeatTracker:
     """Streams samples through :func:`detect_beats` over a sliding window.
 
-    Every ``step_s`` of new samples, the last ``window_s`` are analysed; beats older than the
-    last reported one and not too close to the window's edge (``edge_s``) are reported.
+    Every ``step_s`` of new samples, the last ``window_s`` are analysed; beats newer than the last
+    reported one and at least ``edge_s`` from the window's end are reported. A beat is therefore
+    reported between ``edge_s`` and ``edge_s + step_s`` after it happened (1.0–1.5 s by default).
+    The edge lets the ECG search-back see the beat after a gap, and keeps the zero-phase filters'
+    end effects out of what is reported.
+
+    A window whose quality check fails (:func:`window_quality`) reports no beats; ``status`` then
+    holds the reason (``""`` while beats are trusted) and the next trusted beat starts a new chain
+    (no interval is reported across a stretch without a trusted signal).
     """
 
-    def __init__(self, fs: float, kind: str = "ecg", window_s: float = 6.0, step_s: float = 1.5,
-                 edge_s: float = 0.6, bpm_beats: int = 5):
+    def __init__(self, fs: float, kind: str = "ecg", window_s: float = 8.0, step_s: float = 0.5,
+                 edge_s: float = 1.0, bpm_beats: int = 5):
         _check(fs, kind)
         self.fs, self.kind = float(fs), kind
         self.window = int(window_s * fs)
         self.step = max(1, int(step_s * fs))
         self.edge = int(edge_s * fs)
-        self.buf = np.zeros(0)
-        self.start = 0  # absolute index of buf[0]
+        self.buf = np.zeros(self.window)
+        self.n = 0  # samples fed so far (absolute index of the next one)
         self.pending = 0
-        self.last_beat = -1  # absolute index of the last reported beat
+        self.last_beat = -(10 ** 9)  # absolute index of the last beat taken (reported or starting a chain)
+        self.chain = False  # False: the next beat starts a new chain (no interval reported up to it)
         self.recent: list[float] = []
         self.bpm_beats = bpm_beats
+        self.status = "starting"
+        self.checked = False  # True once a full window has been analysed
 
     def push(self, samples) -> list[Beat]:
         x = np.asarray(samples, dtype=float).ravel()
-        self.buf = np.concatenate([self.buf, x])
-        self.pending += x.size
         out: list[Beat] = []
-        if self.pending < self.step:
-            return out
-        self.pending = 0
-        if self.buf.size > self.window:
-            cut = self.buf.size - self.window
-            self.buf = self.buf[cut:]
-            self.start += cut
-        peaks = detect_beats(self.buf, self.fs, self.kind)
-        limit = self.buf.size - self.edge
+        while x.size:
+            take = min(x.size, self.step - self.pending)
+            self._append(x[:take])
+            x = x[take:]
+            self.pending += take
+            if self.pending >= self.step:
+                self.pending = 0
+                out.extend(self._analyse())
+        return out
+
+    def _append(self, x: np.ndarray) -> None:
+        k = x.size
+        if k >= self.window:
+            self.buf[:] = x[-self.window:]
+        else:
+            self.buf[:-k] = self.buf[k:]
+            self.buf[-k:] = x
+        self.n += k
+
+    def _analyse(self) -> list[Beat]:
+        have = min(self.n, self.window)
+        if have < self.window // 2:
+            return []
+        win = self.buf[-have:]
+        start = self.n - have  # absolute index of win[0]
+        peaks = detect_beats(win, self.fs, self.kind)
+        # the zero-phase filters' ends can make a half pulse at either end of the window look like a beat:
+        # judge the window on the beats away from its ends (those at the start were taken by earlier windows)
+        lead = int(0.5 * self.fs)
+        peaks = peaks[peaks >= lead]
+        why = window_quality(win, peaks[peaks < have - self.edge], self.fs, self.kind)
+        self.checked = True
+        if why:
+            self.status = why
+            self.chain = False
+            self.recent = []
+            return []
+        self.status = ""
+        out: list[Beat] = []
+        limit = have - self.edge
         min_gap = int(MIN_BEAT_S * self.fs)
         for p in peaks:
             if p >= limit:
                 break
-            a = self.start + int(p)
+            a = start + int(p)
             if a <= self.last_beat + min_gap:
                 continue
-            if self.last_beat >= 0:
-                rr = (a - self.last_beat) * 1000.0 / self.fs
-                if rr <= 3000.0:
-                    self.recent = (self.recent + [rr])[-self.bpm_beats:]
-                    out.append(Beat(a / self.fs, rr, bpm_from_rr(np.array(self.recent))))
-                else:
-                    self.recent = []
+            rr = (a - self.last_beat) * 1000.0 / self.fs
+            if self.chain and rr <= MAX_GAP_S * 1000.0:
+                self.recent = (self.recent + [rr])[-self.bpm_beats:]
+                out.append(Beat(a / self.fs, rr, bpm_from_rr(np.array(self.recent))))
+            else:
+                self.recent = []
+            self.chain = True
             self.last_beat = a
         return out

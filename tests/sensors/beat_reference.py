@@ -1,0 +1,184 @@
+"""Reference beats for the real recordings in ``tests/fixtures/`` and the scores against them.
+
+References come from detectors no one here wrote, run offline on the whole recording:
+
+- ECG: wfdb's XQRS (``wfdb.processing.xqrs_detect``) and neurokit2's ``neurokit``, ``pantompkins1985``,
+  ``christov2004`` and ``zong2003`` QRS detectors (``nk.ecg_findpeaks`` on ``nk.ecg_clean`` output). Not
+  ``hamilton2002``, ``engzeemod2012`` or ``kalidas2017``: on MIT-BIH 208 they, and XQRS, miss most of the
+  wide ventricular beats (a majority including three of them would call real PVCs "no beat"; see docs/beats.md);
+- PPG: neurokit2's ``elgendi`` (Elgendi 2013), ``bishop`` (MSPTD, Bishop & Ercole 2018) and ``charlton``
+  (MSPTDfast, Charlton 2024) systolic-peak detectors (``nk.ppg_findpeaks`` on ``nk.ppg_clean`` output).
+
+A beat counts as reference where most of them agree: each detector's systematic lag (its median offset
+from the neurokit detector's beats; Pan–Tompkins marks late) is removed, detections of the different
+detectors within ``CLUSTER_S`` of one another are grouped, and a group found by more than half of the detectors is a
+reference beat at the group's median time. ``python -m tests.sensors.beat_reference`` writes them to
+``tests/fixtures/<record>.ref.npz``; the tests read those (no neurokit2 or wfdb needed to run them) and
+``test_beats_real.py::test_committed_references_match_the_libraries`` recomputes them when both are installed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+#: record → (kind, stretches (s) without a finger on the sensor or with the finger being placed, where no
+#: beat may be reported and none is scored: judged from the raw trace, see tests/fixtures/README.md)
+RECORDS = {
+    "ecg_mitdb208": ("ecg", ()),
+    "ecg_bitalino": ("ecg", ()),
+    "ppg_heartpy1": ("ppg", ()),
+    "ppg_heartpy2": ("ppg", ((0.0, 28.0),)),
+}
+ECG_METHODS = ("xqrs", "neurokit", "pantompkins1985", "christov2004", "zong2003")
+PPG_METHODS = ("elgendi", "bishop", "charlton")
+CLUSTER_S = 0.10  # detections of one beat by different detectors lie within this of one another
+MATCH_S = 0.15  # a detected beat matches a reference beat within this (ANSI/AAMI EC57 uses 150 ms)
+
+
+def load(record: str) -> tuple[np.ndarray, float]:
+    with np.load(FIXTURES / f"{record}.npz") as f:
+        return f["x"], float(f["fs"])
+
+
+def run_reference(x: np.ndarray, fs: float, kind: str, method: str) -> np.ndarray:
+    """Beat sample indices of one reference detector on the whole recording."""
+    import neurokit2 as nk
+
+    x = np.asarray(x, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "xqrs":
+            import wfdb.processing
+
+            return np.asarray(wfdb.processing.xqrs_detect(x, fs=fs, verbose=False), dtype=int)
+        if kind == "ecg":
+            clean = nk.ecg_clean(x, sampling_rate=int(round(fs)), method=method)
+            out = nk.ecg_findpeaks(clean, sampling_rate=int(round(fs)), method=method)["ECG_R_Peaks"]
+        else:
+            clean = nk.ppg_clean(x, sampling_rate=int(round(fs)))
+            out = nk.ppg_findpeaks(clean, sampling_rate=int(round(fs)), method=method)["PPG_Peaks"]
+    return np.asarray(out, dtype=int)
+
+
+def _lag(d: np.ndarray, anchor: np.ndarray, fs: float) -> int:
+    """Median offset (samples) of ``d`` from the nearest ``anchor`` beat, over pairs within 0.2 s."""
+    if not d.size or not anchor.size:
+        return 0
+    j = np.clip(np.searchsorted(anchor, d), 1, anchor.size - 1)
+    near = np.where(np.abs(anchor[j - 1] - d) < np.abs(anchor[j] - d), anchor[j - 1], anchor[j])
+    off = (d - near)[np.abs(d - near) < 0.2 * fs]
+    return int(np.median(off)) if off.size else 0
+
+
+def consensus(detections: list[np.ndarray], fs: float, cluster_s: float = CLUSTER_S) -> np.ndarray:
+    """Beats (sample indices) found by more than half of ``detections`` within ``cluster_s``, after
+    removing each detector's median lag from the second detector's beats."""
+    anchor = np.sort(detections[1]) if len(detections) > 1 else np.sort(detections[0])
+    shifted = [np.asarray(d) - _lag(np.sort(d), anchor, fs) for d in detections]
+    pts = sorted((int(p), k) for k, d in enumerate(shifted) for p in d)
+    out, group = [], []
+    need = len(detections) // 2 + 1
+
+    def close() -> None:
+        if len({k for _, k in group}) >= need:
+            out.append(int(np.median([p for p, _ in group])))
+
+    for p, k in pts:
+        if group and p - group[0][0] > cluster_s * fs:
+            close()
+            group = []
+        group.append((p, k))
+    if group:
+        close()
+    return np.array(out, dtype=int)
+
+
+def reference(record: str, recompute: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(consensus beats, each method's beats) for ``record``, from the committed file unless ``recompute``."""
+    kind = RECORDS[record][0]
+    path = FIXTURES / f"{record}.ref.npz"
+    if not recompute:
+        with np.load(path) as f:
+            return f["consensus"], {k[4:]: f[k] for k in f.files if k.startswith("det_")}
+    x, fs = load(record)
+    methods = ECG_METHODS if kind == "ecg" else PPG_METHODS
+    dets = {m: run_reference(x, fs, kind, m) for m in methods}
+    return consensus(list(dets.values()), fs), dets
+
+
+@dataclass(frozen=True)
+class Score:
+    n_ref: int
+    n_det: int
+    tp: int
+    sensitivity: float
+    ppv: float
+    rr_err_ms: tuple[float, float]  # median, p95 of |RR − reference RR| over matched successive pairs
+    bpm_err: tuple[float, float]  # median, p95 of |60000/RR − 60000/reference RR|
+    in_no_contact: int  # beats reported inside a no-contact stretch
+
+
+def _outside(t: np.ndarray, stretches) -> np.ndarray:
+    keep = np.ones(t.size, dtype=bool)
+    for a, b in stretches:
+        keep &= ~((t >= a) & (t < b))
+    return keep
+
+
+def score(det_s: np.ndarray, ref_s: np.ndarray, stretches=(), span: tuple[float, float] | None = None,
+          match_s: float = MATCH_S) -> Score:
+    """Score detected beat times against reference beat times (both in seconds).
+
+    Only beats inside ``span`` (default: the reference's first to last beat) and outside the
+    ``stretches`` are scored; beats reported inside the stretches are counted apart.
+    """
+    det_s, ref_s = np.sort(np.asarray(det_s, float)), np.sort(np.asarray(ref_s, float))
+    in_nc = int((~_outside(det_s, stretches)).sum())
+    lo, hi = span if span is not None else (ref_s[0] - match_s, ref_s[-1] + match_s)
+    det = det_s[_outside(det_s, stretches) & (det_s >= lo) & (det_s <= hi)]
+    ref = ref_s[_outside(ref_s, stretches) & (ref_s >= lo) & (ref_s <= hi)]
+    # greedy one-to-one matching in time order
+    match = np.full(ref.size, -1)
+    used = np.zeros(det.size, dtype=bool)
+    j = 0
+    for i, r in enumerate(ref):
+        while j < det.size and det[j] < r - match_s:
+            j += 1
+        k = j
+        best = -1
+        while k < det.size and det[k] <= r + match_s:
+            if not used[k] and (best < 0 or abs(det[k] - r) < abs(det[best] - r)):
+                best = k
+            k += 1
+        if best >= 0:
+            used[best] = True
+            match[i] = best
+    tp = int((match >= 0).sum())
+    # RR error over pairs of successive reference beats both matched to successive detections
+    ok = (match[:-1] >= 0) & (match[1:] >= 0) & (match[1:] - match[:-1] == 1)
+    rr_ref = np.diff(ref)[ok] * 1000
+    rr_det = (det[match[1:][ok]] - det[match[:-1][ok]]) * 1000
+    e = np.abs(rr_det - rr_ref)
+    b = np.abs(60000 / rr_det - 60000 / rr_ref) if rr_ref.size else np.zeros(0)
+    q = lambda v: (float(np.median(v)), float(np.percentile(v, 95))) if v.size else (np.nan, np.nan)  # noqa: E731
+    return Score(ref.size, det.size, tp, tp / max(ref.size, 1), tp / max(det.size, 1), q(e), q(b), in_nc)
+
+
+def main() -> None:
+    for rec in RECORDS:
+        x, fs = load(rec)
+        cons, dets = reference(rec, recompute=True)
+        np.savez_compressed(FIXTURES / f"{rec}.ref.npz", consensus=cons, **{f"det_{k}": v for k, v in dets.items()})
+        agree = {k: score(v / fs, cons / fs, RECORDS[rec][1]) for k, v in dets.items()}
+        print(rec, len(cons), "reference beats;",
+              ", ".join(f"{k} se {s.sensitivity:.3f} ppv {s.ppv:.3f}" for k, s in agree.items()))
+
+
+if __name__ == "__main__":
+    main()
