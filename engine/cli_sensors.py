@@ -98,7 +98,7 @@ def cmd_stream(args) -> int:
                 if args.json:
                     d = s.to_dict()
                     d.update(t=round(s.t, 4), quality=round(q, 4), hr=_num(f.hr[0]), rmssd=_num(f.rmssd[0]),
-                             rr_rejected=int(f.rejected_rr[0]))
+                             rr_rejected=int(f.rejected_rr[0]), rr_rejected_by=f.rejected_reasons())
                     print(json.dumps(d), flush=True)
                 else:
                     bpm = "-" if math.isnan(s.bpm) else f"{s.bpm:g}"

@@ -10,8 +10,7 @@ Hamilton & Tompkins (1986, IEEE TBME 33:1157):
   squared slope, this does not favour narrow QRS: a wide ventricular beat has slopes as long
   as it is wide, so its averaged slope is as high as a normal beat's.
 - candidates are peaks of that signal ≥ 200 ms apart (refractory period); a candidate is a QRS
-  when it exceeds ``NPK + 0.25·(SPK − NPK)``, running estimates of the signal and noise peak
-  levels; one within 360 ms of the last QRS whose maximal slope is under half of that QRS's is
+  when it exceeds ``NPK + 0.25·(SPK − NPK)``, the medians of the last 8 QRS and noise peaks; one within 360 ms of the last QRS whose maximal slope is under half of that QRS's is
   a T wave; when no QRS comes for 1.66 × the mean RR, the largest candidate in the gap above
   half the threshold is taken (search-back), which is what finds a beat the threshold missed.
 - the beat is placed at the largest |band-passed| sample within ±40 ms of the slope peak.
@@ -95,29 +94,37 @@ def _ecg_peaks(y: np.ndarray, e: np.ndarray, fs: float) -> np.ndarray:
     slope = np.abs(np.gradient(y))
     w = max(1, int(0.06 * fs))
     smax = np.array([slope[max(0, c - w):c + w + 1].max() for c in cand])
-    # initial levels: the window's candidates split at their 60th percentile (beats are the high ones)
+    # Signal and noise peak levels: medians of the last 8 QRS and noise peaks (Hamilton & Tompkins),
+    # so one artefact does not lift the threshold for long; seeded from the window's candidates split
+    # at their 60th percentile (beats are the high ones).
     cut = np.percentile(h, 60)
-    spk, npk = float(np.median(h[h >= cut])), float(np.median(h[h < cut])) if (h < cut).any() else 0.0
+    sig = list(h[h >= cut][-8:])
+    noise = list(h[h < cut][-8:]) or [0.0]
+
+    def level(buf: list, v: float) -> None:
+        buf.append(float(v))
+        del buf[:-8]
+
     beats: list[int] = []  # indices into cand
     rr_avg = None
     for i in range(cand.size):
+        spk, npk = float(np.median(sig)), float(np.median(noise))
         th = npk + 0.25 * (spk - npk)
         if beats:
             last = beats[-1]
             gap = cand[i] - cand[last]
             # search-back: a gap of 1.66 mean RR before this candidate hides a missed beat
-            if rr_avg is not None and gap > 1.66 * rr_avg and h[i] > th:
-                j0 = last + 1
-                between = [j for j in range(j0, i)
+            if rr_avg is not None and gap > 1.66 * rr_avg:
+                between = [j for j in range(last + 1, i)
                            if cand[j] - cand[last] > 0.36 * fs and cand[i] - cand[j] > 0.36 * fs and h[j] > 0.5 * th]
                 if between:
                     j = max(between, key=lambda k: h[k])
                     beats.append(j)
-                    spk = 0.25 * h[j] + 0.75 * spk
+                    level(sig, h[j])
             last = beats[-1]
             gap = cand[i] - cand[last]
             if h[i] > th and gap < 0.36 * fs and smax[i] < 0.5 * smax[last]:
-                npk = 0.125 * h[i] + 0.875 * npk  # a T wave
+                level(noise, h[i])  # a T wave
                 continue
         if h[i] > th and beats and cand[i] - cand[beats[-1]] < MIN_BEAT_S * fs:
             if h[i] > h[beats[-1]]:  # two "beats" closer than 220 bpm allows: the larger is the beat
@@ -128,9 +135,10 @@ def _ecg_peaks(y: np.ndarray, e: np.ndarray, fs: float) -> np.ndarray:
                 rr = cand[i] - cand[beats[-1]]
                 rr_avg = rr if rr_avg is None else 0.875 * rr_avg + 0.125 * rr
             beats.append(i)
-            spk = 0.125 * h[i] + 0.875 * spk
+            level(sig, h[i])
         else:
-            npk = 0.125 * h[i] + 0.875 * npk
+            level(noise, h[i])
+    beats.sort()
     peaks = cand[np.array(beats, dtype=int)]
     # place each beat at the largest |band-passed| sample within ±40 ms
     r = max(1, int(0.04 * fs))
@@ -231,8 +239,9 @@ class BeatTracker:
     end effects out of what is reported.
 
     A window whose quality check fails (:func:`window_quality`) reports no beats; ``status`` then
-    holds the reason (``""`` while beats are trusted) and the next trusted beat starts a new chain
-    (no interval is reported across a stretch without a trusted signal).
+    holds the reason (``""`` while beats are trusted), no beat up to ``bad_until`` (the window's
+    end less the edge) is reported later, and the next trusted beat starts a new chain (no interval
+    is reported across a stretch without a trusted signal).
     """
 
     def __init__(self, fs: float, kind: str = "ecg", window_s: float = 8.0, step_s: float = 0.5,
@@ -249,8 +258,9 @@ class BeatTracker:
         self.chain = False  # False: the next beat starts a new chain (no interval reported up to it)
         self.recent: list[float] = []
         self.bpm_beats = bpm_beats
-        self.status = "starting"
-        self.checked = False  # True once a full window has been analysed
+        self.status = "starting"  # "" while beats are trusted, else why not (see window_quality)
+        self.analyses = 0  # windows analysed so far
+        self.bad_until = -1  # absolute index up to which the last failed window was judged
 
     def push(self, samples) -> list[Beat]:
         x = np.asarray(samples, dtype=float).ravel()
@@ -286,11 +296,16 @@ class BeatTracker:
         lead = int(0.5 * self.fs)
         peaks = peaks[peaks >= lead]
         why = window_quality(win, peaks[peaks < have - self.edge], self.fs, self.kind)
-        self.checked = True
-        if why:
+        self.analyses += 1
+        if why == "gap":  # beats on both sides of a pause: only the pause is suspect (no RR spans it)
+            judged = peaks[peaks < have - self.edge]
+            k = int(np.argmax(np.diff(judged)))
+            self.bad_until = max(self.bad_until, start + int(judged[k + 1]) - 1)
+        elif why:
             self.status = why
             self.chain = False
             self.recent = []
+            self.bad_until = self.n - self.edge
             return []
         self.status = ""
         out: list[Beat] = []
@@ -300,7 +315,7 @@ class BeatTracker:
             if p >= limit:
                 break
             a = start + int(p)
-            if a <= self.last_beat + min_gap:
+            if a <= self.last_beat + min_gap or a <= self.bad_until:
                 continue
             rr = (a - self.last_beat) * 1000.0 / self.fs
             if self.chain and rr <= MAX_GAP_S * 1000.0:

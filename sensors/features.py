@@ -24,10 +24,25 @@ Outputs (:class:`FeatureFrame`):
                is a state, never just a missing number
     since_valid  seconds since the last valid reading
 
-RR artefact rejection: physiological bounds (``min_rr_ms``…``max_rr_ms``: spurious short
-intervals), then a jump test against a running reference (a missed beat doubles an interval,
-an extra beat splits one); a jump is accepted when the reported bpm agrees with it, or when
-``rr_reanchor`` rejected intervals in a row agree with one another (a real change of rhythm).
+Heart rate: whenever a reading carries RR intervals, ``hr`` is 60000 / the mean of the last
+``hr_beats`` accepted normal-to-normal (NN) intervals, not the device's bpm (which may be built from
+rejected intervals); a reading without RR uses the reported bpm. The baseline is built from ``hr``.
+
+RR intervals are classified one by one against a running reference (a mean of accepted NN), after
+the Kubios scheme of Lipponen & Tarvainen (2019, J Med Eng Technol 43:173) reduced to what can be
+decided one interval late, vectorised over patients:
+
+- an interval ``hold_short`` shorter than the reference waits for the next one: the pair is
+  *ectopic* when the next is ``ectopic_long`` longer and the two sum to two references (a premature
+  beat and its compensatory pause), *extra* when they sum to one reference (a split interval: an
+  interpolated ectopic beat or a spurious detection); otherwise the short one is judged alone;
+- *missed*: an interval within ``pair_tol`` of a whole multiple (≥ 2) of the reference;
+- *long* / *short*: outside ``min_rr_ms``…``max_rr_ms``, or more than ``rr_jump`` from the reference,
+  unless the reported bpm agrees with the new interval or ``rr_reanchor`` rejected intervals in a
+  row agree with one another (a real change of rhythm: accepted, the reference re-anchored).
+
+Rejected intervals count per reason (``FeatureFrame.rejected_by``, :data:`REASONS`) and are left
+out of HR and of RMSSD (a rejected interval breaks the chain of successive differences).
 """
 
 from __future__ import annotations
@@ -35,6 +50,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+#: Why an RR interval was left out of HR and RMSSD (counted per update in ``FeatureFrame.rejected_by``).
+REASONS = ("ectopic", "missed", "extra", "long", "short")
+R_ECTOPIC, R_MISSED, R_EXTRA, R_LONG, R_SHORT = range(len(REASONS))
 
 
 @dataclass(frozen=True)
@@ -45,6 +64,10 @@ class FeatureConfig:
     max_rr_ms: float = 2000.0  # 30 bpm
     rr_jump: float = 0.25  # reject an RR differing by more than 25% from the recent mean
     rr_reanchor: int = 4  # this many consecutive rejected RR that agree with each other: a real change
+    hold_short: float = 0.12  # an RR this much shorter than the reference waits for the next one
+    ectopic_long: float = 0.08  # …and is ectopic when that one is this much longer
+    pair_tol: float = 0.2  # a pair summing to 2 references (ectopic) or 1 (extra) within this share of one
+    hr_beats: int = 5  # HR is 60000 / the mean of the last this many accepted NN intervals
     baseline_s: float = 120.0
     rmssd_window: int = 16
     slope_tau_s: float = 8.0
@@ -64,6 +87,11 @@ class FeatureFrame:
     lost: np.ndarray
     since_valid: np.ndarray
     rejected_rr: np.ndarray  # RR intervals rejected by this update, per patient
+    rejected_by: np.ndarray  # (N, len(REASONS)): the same, per reason
+
+    def rejected_reasons(self, i: int = 0) -> dict[str, int]:
+        """One patient's intervals rejected by this update, per reason (only the reasons that occurred)."""
+        return {r: int(v) for r, v in zip(REASONS, self.rejected_by[i], strict=True) if v}
 
     def row(self, i: int = 0) -> dict:
         """One patient's features as plain floats (for logging and display)."""
@@ -108,6 +136,9 @@ class FeatureBank:
         self.rr_mean = nan.copy()
         self.rej_run = np.zeros(n, dtype=np.int32)  # consecutive jump-rejected RR that agree
         self.rej_ref = nan.copy()  # their running mean
+        self.pend = nan.copy()  # a short RR waiting for the next one (ectopic, extra or just short?)
+        self.nn_buf = np.full((n, c.hr_beats), np.nan)  # the last accepted NN intervals
+        self.nn_count = np.zeros(n, dtype=np.int64)  # accepted NN intervals so far
 
     def rebaseline(self, t: float, mask: np.ndarray | None = None) -> None:
         """Start a new resting baseline at ``t`` (e.g. during a calm period)."""
@@ -148,10 +179,12 @@ class FeatureBank:
         rmssd[keep] = np.where(cnt >= 2, r, np.nan)
         rej = f.rejected_rr.copy()
         rej[keep] = 0
+        rej_by = f.rejected_by.copy()
+        rej_by[keep] = 0
         pick = lambda new, old: np.where(keep, old, new)  # noqa: E731
         return FeatureFrame(f.t, pick(f.hr, self.hr), pick(f.baseline, self.baseline),
                             pick(f.hr_delta, self.hr - self.baseline), pick(f.hr_slope, self.slope), rmssd,
-                            pick(f.quality, self.quality), lost, np.where(keep, since, f.since_valid), rej)
+                            pick(f.quality, self.quality), lost, np.where(keep, since, f.since_valid), rej, rej_by)
 
     def _update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None,
                 contact: np.ndarray | None) -> FeatureFrame:
@@ -167,53 +200,30 @@ class FeatureBank:
         in_range = (bpm >= c.min_bpm) & (bpm <= c.max_bpm)
         valid = got & in_range & (contact != 0)
 
-        # RR artefact rejection: physiological bounds, then a jump test against the recent
-        # mean (missed beats double an interval, extra beats split one).
-        rejected = np.zeros(n, dtype=np.int32)
+        # RR intervals: classified one by one (see the module's doc); a short one waits for the next.
+        rejected_by = np.zeros((n, len(REASONS)), dtype=np.int32)
+        nn_before = self.nn_count.copy()
         if rr is not None and rr.size:
             rr = np.asarray(rr, dtype=float).reshape(n, -1)
+            stale = self.seen_valid & (t - self.t_valid > c.lost_after_s)  # after a loss, start afresh
+            self.pend[stale] = np.nan
+            self.nn_buf[stale] = np.nan
             for k in range(rr.shape[1]):
-                x = rr[:, k]
-                present = ~np.isnan(x) & (contact != 0)
-                ok = present & (x >= c.min_rr_ms) & (x <= c.max_rr_ms)
-                ref = self.rr_mean
-                have_ref = ~np.isnan(ref)
-                jump = have_ref & (np.abs(x - ref) > c.rr_jump * np.where(have_ref, ref, 1.0))
-                # When the reported bpm disagrees with the old reference but agrees with x, the
-                # rhythm really changed: accept and re-anchor.
-                agrees_bpm = got & (np.abs(60000.0 / np.where(ok, x, 1.0) - bpm) < 0.2 * bpm)
-                in_bounds = ok.copy()
-                ok &= ~jump | agrees_bpm
-                # A run of rejected intervals that agree with one another is a real change of
-                # rhythm the reference has not followed (e.g. no bpm reported): re-anchor on it.
-                # Missed or extra beats do not form such runs: a normal beat breaks them.
-                jumped = in_bounds & ~ok
-                if jumped.any() or self.rej_run.any():  # (rej_run == 0 ⇔ rej_ref is NaN)
-                    rr_ref = self.rej_ref
-                    agree = jumped & ~np.isnan(rr_ref) & \
-                        (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
-                    self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
-                                            np.where(present, 0, self.rej_run)).astype(np.int32)
-                    self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
-                                            np.where(present, np.nan, self.rej_ref))
-                    reanchor = jumped & (self.rej_run >= c.rr_reanchor)
-                    ok |= reanchor
-                    jump |= reanchor
-                    self.rej_run[reanchor] = 0
-                    self.rej_ref[reanchor] = np.nan
-                bad = present & ~ok
-                rejected += bad.astype(np.int32)
-                # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
-                mark = ok | bad
-                if mark.any():
-                    self.rr_buf[mark, :-1] = self.rr_buf[mark, 1:]
-                    self.rr_buf[mark, -1] = np.where(ok[mark], x[mark], np.nan)
-                    self.rr_mean = np.where(ok, np.where(np.isnan(ref) | jump, x, 0.8 * ref + 0.2 * x),
-                                            self.rr_mean)
+                self._classify(rr[:, k], ~np.isnan(rr[:, k]) & (contact != 0), got, bpm, rejected_by)
+        rejected = rejected_by.sum(axis=1).astype(np.int32)
+        fresh_nn = self.nn_count > nn_before  # accepted normal-to-normal intervals in this update
+        had_rr = np.zeros(n, dtype=bool) if rr is None or not rr.size else \
+            np.any(~np.isnan(rr), axis=1) & (contact != 0)
 
         # Heart rate and its slope.
+        # HR from the accepted NN intervals whenever the reading carried RR (60000 / their mean over the
+        # last ``hr_beats``); a reading whose intervals were all rejected leaves HR where it was.
         prev = self.hr
-        new_hr = np.where(valid, bpm, prev)
+        with np.errstate(invalid="ignore"):
+            nn_hr = 60000.0 / np.nanmean(np.where(fresh_nn[:, None], self.nn_buf, 1.0), axis=1)
+        from_rr = valid & had_rr
+        new_hr = np.where(from_rr, np.where(fresh_nn, nn_hr, prev), np.where(valid, bpm, prev))
+        valid = valid & ~np.isnan(new_hr)
         first = valid & ~self.seen_valid
         a = 1.0 - np.exp(-dt / c.slope_tau_s)
         inst = np.where(valid & ~first & ~np.isnan(prev), (new_hr - prev) / np.maximum(dt, 1.0), 0.0)
@@ -224,7 +234,7 @@ class FeatureBank:
 
         # Baseline: running mean over the baseline window, then frozen.
         in_window = valid & ~self.base_frozen & (t - self.base_start <= c.baseline_s)
-        self.base_sum += np.where(in_window, bpm, 0.0)
+        self.base_sum += np.where(in_window, new_hr, 0.0)
         self.base_n += in_window
         closing = ~self.base_frozen & (t - self.base_start > c.baseline_s) & (self.base_n > 0)
         self.base_frozen |= closing
@@ -251,4 +261,89 @@ class FeatureBank:
 
         tt = np.full(n, t, dtype=float)
         return FeatureFrame(tt, self.hr.copy(), self.baseline.copy(), self.hr - self.baseline,
-                            self.slope.copy(), rmssd, self.quality.copy(), lost, since, rejected)
+                            self.slope.copy(), rmssd, self.quality.copy(), lost, since, rejected, rejected_by)
+
+    # ------------------------------------------------------------------ RR intervals
+    def _classify(self, x: np.ndarray, present: np.ndarray, got: np.ndarray, bpm: np.ndarray,
+                  counts: np.ndarray) -> None:
+        """Take one RR interval per patient (where ``present``) and settle what can be settled."""
+        c = self.cfg
+        consumed = np.zeros(self.n, dtype=bool)
+        p = self.pend
+        hp = present & ~np.isnan(p)
+        if hp.any():
+            ref = self.rr_mean
+            refv = np.where(np.isnan(ref), np.inf, ref)
+            pair_sum = p + x
+            ect = hp & (x > (1.0 + c.ectopic_long) * refv) & (np.abs(pair_sum - 2.0 * refv) <= c.pair_tol * refv)
+            ext = hp & ~ect & (np.abs(pair_sum - refv) <= c.pair_tol * refv)
+            pair = ect | ext
+            counts[:, R_ECTOPIC] += 2 * ect
+            counts[:, R_EXTRA] += 2 * ext
+            self._finalise(pair, p, np.zeros(self.n, dtype=bool))
+            self._finalise(pair, x, np.zeros(self.n, dtype=bool))
+            self._judge(hp & ~pair, p, got, bpm, counts)
+            self.pend = np.where(hp, np.nan, self.pend)
+            consumed = pair
+        todo = present & ~consumed
+        ref = self.rr_mean
+        hold = todo & ~np.isnan(ref) & (x < (1.0 - c.hold_short) * np.where(np.isnan(ref), 0.0, ref))
+        self.pend = np.where(hold, x, self.pend)
+        self._judge(todo & ~hold, x, got, bpm, counts)
+
+    def _judge(self, m: np.ndarray, x: np.ndarray, got: np.ndarray, bpm: np.ndarray, counts: np.ndarray) -> None:
+        """Accept or reject interval ``x`` of the patients in ``m`` on its own: bounds, missed beat, jump."""
+        if not m.any():
+            return
+        c = self.cfg
+        in_bounds = m & (x >= c.min_rr_ms) & (x <= c.max_rr_ms)
+        ref = self.rr_mean
+        have_ref = ~np.isnan(ref)
+        refv = np.where(have_ref, ref, 1.0)
+        with np.errstate(invalid="ignore"):
+            mult = np.round(x / refv)
+        missed = m & have_ref & (mult >= 2) & (np.abs(x - mult * refv) <= c.pair_tol * refv)
+        jump = have_ref & (np.abs(x - refv) > c.rr_jump * refv)
+        # When the reported bpm disagrees with the old reference but agrees with x, the rhythm really
+        # changed: accept and re-anchor.
+        agrees_bpm = got & (np.abs(60000.0 / np.where(in_bounds, x, 1.0) - bpm) < 0.2 * bpm)
+        ok = in_bounds & (~jump | agrees_bpm) & ~missed
+        # A run of rejected intervals that agree with one another is a real change of rhythm the
+        # reference has not followed (e.g. no bpm reported): re-anchor on it. Missed or extra beats
+        # do not form such runs: a normal beat breaks them.
+        jumped = in_bounds & ~ok
+        if jumped.any() or self.rej_run.any():  # (rej_run == 0 ⇔ rej_ref is NaN)
+            rr_ref = self.rej_ref
+            agree = jumped & ~np.isnan(rr_ref) & \
+                (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
+            self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
+                                    np.where(m, 0, self.rej_run)).astype(np.int32)
+            self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
+                                    np.where(m, np.nan, self.rej_ref))
+            reanchor = jumped & (self.rej_run >= c.rr_reanchor)
+            ok |= reanchor
+            jump |= reanchor
+            self.rej_run[reanchor] = 0
+            self.rej_ref[reanchor] = np.nan
+        bad = m & ~ok
+        counts[:, R_MISSED] += bad & missed
+        long_ = bad & ~missed & ((x > c.max_rr_ms) | (have_ref & (x > refv)))
+        counts[:, R_LONG] += long_
+        counts[:, R_SHORT] += bad & ~missed & ~long_
+        self._finalise(m, x, ok, reset=jump)
+
+    def _finalise(self, m: np.ndarray, x: np.ndarray, ok: np.ndarray, reset: np.ndarray | None = None) -> None:
+        """Interval ``x`` of the patients in ``m`` is settled: accepted where ``ok``, else an artefact."""
+        if not m.any():
+            return
+        ok = m & ok
+        # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
+        self.rr_buf[m, :-1] = self.rr_buf[m, 1:]
+        self.rr_buf[m, -1] = np.where(ok[m], x[m], np.nan)
+        ref = self.rr_mean
+        new_ref = np.isnan(ref) if reset is None else np.isnan(ref) | reset
+        self.rr_mean = np.where(ok, np.where(new_ref, x, 0.8 * ref + 0.2 * x), ref)
+        if ok.any():
+            self.nn_buf[ok, :-1] = self.nn_buf[ok, 1:]
+            self.nn_buf[ok, -1] = x[ok]
+            self.nn_count += ok
