@@ -10,7 +10,8 @@ Hamilton & Tompkins (1986, IEEE TBME 33:1157):
   squared slope, this does not favour narrow QRS: a wide ventricular beat has slopes as long
   as it is wide, so its averaged slope is as high as a normal beat's.
 - candidates are peaks of that signal ≥ 200 ms apart (refractory period); a candidate is a QRS
-  when it exceeds ``NPK + 0.25·(SPK − NPK)``, the medians of the last 8 QRS and noise peaks; one within 360 ms of the last QRS whose maximal slope is under half of that QRS's is
+  when it exceeds ``NPK + 0.25·(SPK − NPK)``, the medians of the last 8 QRS and noise peaks; one
+  within 360 ms of the last QRS whose maximal slope is under half of that QRS's is
   a T wave; when no QRS comes for 1.66 × the mean RR, the largest candidate in the gap above
   half the threshold is taken (search-back), which is what finds a beat the threshold missed.
 - the beat is placed at the largest |band-passed| sample within ±40 ms of the slope peak.
@@ -95,11 +96,12 @@ def _ecg_peaks(y: np.ndarray, e: np.ndarray, fs: float) -> np.ndarray:
     w = max(1, int(0.06 * fs))
     smax = np.array([slope[max(0, c - w):c + w + 1].max() for c in cand])
     # Signal and noise peak levels: medians of the last 8 QRS and noise peaks (Hamilton & Tompkins),
-    # so one artefact does not lift the threshold for long; seeded from the window's candidates split
-    # at their 60th percentile (beats are the high ones).
-    cut = np.percentile(h, 60)
-    sig = list(h[h >= cut][-8:])
-    noise = list(h[h < cut][-8:]) or [0.0]
+    # so one artefact does not lift the threshold for long; seeded with the window's highest
+    # candidates, as many as beats at 40 bpm (there are at least that many), and half the mean of the
+    # detection signal (Pan & Tompkins' learning phase).
+    k = max(2, int(len(e) / fs / 1.5))
+    sig = list(np.sort(h)[::-1][:min(k, 8)])
+    noise = [0.5 * float(np.mean(e))]
 
     def level(buf: list, v: float) -> None:
         buf.append(float(v))
@@ -116,7 +118,7 @@ def _ecg_peaks(y: np.ndarray, e: np.ndarray, fs: float) -> np.ndarray:
             # search-back: a gap of 1.66 mean RR before this candidate hides a missed beat
             if rr_avg is not None and gap > 1.66 * rr_avg:
                 between = [j for j in range(last + 1, i)
-                           if cand[j] - cand[last] > 0.36 * fs and cand[i] - cand[j] > 0.36 * fs and h[j] > 0.5 * th]
+                           if min(cand[j] - cand[last], cand[i] - cand[j]) > MIN_BEAT_S * fs and h[j] > 0.5 * th]
                 if between:
                     j = max(between, key=lambda k: h[k])
                     beats.append(j)
