@@ -64,8 +64,9 @@ class FeatureConfig:
     max_rr_ms: float = 2000.0  # 30 bpm
     rr_jump: float = 0.25  # reject an RR differing by more than 25% from the recent mean
     rr_reanchor: int = 4  # this many consecutive rejected RR that agree with each other: a real change
-    hold_short: float = 0.12  # an RR this much shorter than the reference waits for the next one
-    ectopic_long: float = 0.08  # …and is ectopic when that one is this much longer
+    hold_short: float = 0.12  # an RR this much shorter than the reference waits for the next one…
+    ectopic_mad: float = 4.0  # …or this many mean absolute successive differences of NN, if more
+    ectopic_long: float = 0.12  # a short-then-long pair is ectopic when the long one is this much longer
     pair_tol: float = 0.2  # a pair summing to 2 references (ectopic) or 1 (extra) within this share of one
     hr_beats: int = 5  # HR is 60000 / the mean of the last this many accepted NN intervals
     baseline_s: float = 120.0
@@ -139,6 +140,10 @@ class FeatureBank:
         self.pend = nan.copy()  # a short RR waiting for the next one (ectopic, extra or just short?)
         self.nn_buf = np.full((n, c.hr_beats), np.nan)  # the last accepted NN intervals
         self.nn_count = np.zeros(n, dtype=np.int64)  # accepted NN intervals so far
+        self._nn_changed = np.zeros(n, dtype=bool)  # (within an update) the NN intervals changed
+        self.nn_mad = nan.copy()  # running mean of |successive differences| of accepted NN (ms)
+        self.last_ok = nan.copy()  # the newest settled interval, if it was accepted (else NaN)…
+        self.last_ref = nan.copy()  # …and the reference before it
 
     def rebaseline(self, t: float, mask: np.ndarray | None = None) -> None:
         """Start a new resting baseline at ``t`` (e.g. during a calm period)."""
@@ -202,7 +207,7 @@ class FeatureBank:
 
         # RR intervals: classified one by one (see the module's doc); a short one waits for the next.
         rejected_by = np.zeros((n, len(REASONS)), dtype=np.int32)
-        nn_before = self.nn_count.copy()
+        self._nn_changed = np.zeros(n, dtype=bool)
         if rr is not None and rr.size:
             rr = np.asarray(rr, dtype=float).reshape(n, -1)
             stale = self.seen_valid & (t - self.t_valid > c.lost_after_s)  # after a loss, start afresh
@@ -211,7 +216,7 @@ class FeatureBank:
             for k in range(rr.shape[1]):
                 self._classify(rr[:, k], ~np.isnan(rr[:, k]) & (contact != 0), got, bpm, rejected_by)
         rejected = rejected_by.sum(axis=1).astype(np.int32)
-        fresh_nn = self.nn_count > nn_before  # accepted normal-to-normal intervals in this update
+        fresh_nn = self._nn_changed  # the accepted normal-to-normal intervals changed in this update
         had_rr = np.zeros(n, dtype=bool) if rr is None or not rr.size else \
             np.any(~np.isnan(rr), axis=1) & (contact != 0)
 
@@ -219,8 +224,10 @@ class FeatureBank:
         # HR from the accepted NN intervals whenever the reading carried RR (60000 / their mean over the
         # last ``hr_beats``); a reading whose intervals were all rejected leaves HR where it was.
         prev = self.hr
+        have_nn = fresh_nn & np.any(~np.isnan(self.nn_buf), axis=1)
         with np.errstate(invalid="ignore"):
-            nn_hr = 60000.0 / np.nanmean(np.where(fresh_nn[:, None], self.nn_buf, 1.0), axis=1)
+            nn_hr = 60000.0 / np.nanmean(np.where(have_nn[:, None], self.nn_buf, 1.0), axis=1)
+        fresh_nn = have_nn
         from_rr = valid & had_rr
         new_hr = np.where(from_rr, np.where(fresh_nn, nn_hr, prev), np.where(valid, bpm, prev))
         valid = valid & ~np.isnan(new_hr)
@@ -275,7 +282,8 @@ class FeatureBank:
             ref = self.rr_mean
             refv = np.where(np.isnan(ref), np.inf, ref)
             pair_sum = p + x
-            ect = hp & (x > (1.0 + c.ectopic_long) * refv) & (np.abs(pair_sum - 2.0 * refv) <= c.pair_tol * refv)
+            ect = hp & (x > refv + self._dev(refv, c.ectopic_long)) & \
+                (np.abs(pair_sum - 2.0 * refv) <= c.pair_tol * refv)
             ext = hp & ~ect & (np.abs(pair_sum - refv) <= c.pair_tol * refv)
             pair = ect | ext
             counts[:, R_ECTOPIC] += 2 * ect
@@ -287,7 +295,8 @@ class FeatureBank:
             consumed = pair
         todo = present & ~consumed
         ref = self.rr_mean
-        hold = todo & ~np.isnan(ref) & (x < (1.0 - c.hold_short) * np.where(np.isnan(ref), 0.0, ref))
+        ref0 = np.where(np.isnan(ref), 0.0, ref)
+        hold = todo & ~np.isnan(ref) & (x < ref0 - self._dev(ref0, c.hold_short))
         self.pend = np.where(hold, x, self.pend)
         self._judge(todo & ~hold, x, got, bpm, counts)
 
@@ -296,6 +305,22 @@ class FeatureBank:
         if not m.any():
             return
         c = self.cfg
+        # A long interval after an accepted one that was shorter than its reference: a premature beat
+        # too close to the rhythm to be held, and its pause. Both are ectopic; the short one leaves
+        # the NN intervals again (it reached at most one HR update).
+        lr = np.where(np.isnan(self.last_ref), np.inf, self.last_ref)
+        retro = m & (self.last_ok < lr) & (x > lr + self._dev(lr, c.ectopic_long)) & (x < (2.0 - c.pair_tol) * lr)
+        if retro.any():
+            self.rr_buf[retro, -1] = np.nan
+            self.nn_buf[retro, 1:] = self.nn_buf[retro, :-1]
+            self.nn_buf[retro, 0] = np.nan
+            self.rr_mean = np.where(retro, self.last_ref, self.rr_mean)
+            self._nn_changed |= retro
+            counts[:, R_ECTOPIC] += 2 * retro
+            self._finalise(retro, x, np.zeros(self.n, dtype=bool))
+            m = m & ~retro
+            if not m.any():
+                return
         in_bounds = m & (x >= c.min_rr_ms) & (x <= c.max_rr_ms)
         ref = self.rr_mean
         have_ref = ~np.isnan(ref)
@@ -332,18 +357,32 @@ class FeatureBank:
         counts[:, R_SHORT] += bad & ~missed & ~long_
         self._finalise(m, x, ok, reset=jump)
 
+    def _dev(self, ref: np.ndarray, share: float) -> np.ndarray:
+        """How far from the reference an interval must be to count as premature or late: ``share`` of
+        it, or ``ectopic_mad`` mean successive differences where this heart varies more."""
+        with np.errstate(invalid="ignore"):
+            return np.fmax(share * ref, self.cfg.ectopic_mad * self.nn_mad)
+
     def _finalise(self, m: np.ndarray, x: np.ndarray, ok: np.ndarray, reset: np.ndarray | None = None) -> None:
         """Interval ``x`` of the patients in ``m`` is settled: accepted where ``ok``, else an artefact."""
         if not m.any():
             return
         ok = m & ok
+        ref = self.rr_mean
+        # the running mean |successive difference| of NN (scales the ectopic test to this heart's variability)
+        prev = self.rr_buf[:, -1]
+        d = np.abs(x - prev)
+        pair = ok & ~np.isnan(prev)
+        self.nn_mad = np.where(pair, np.where(np.isnan(self.nn_mad), d, 0.9 * self.nn_mad + 0.1 * d), self.nn_mad)
+        self.last_ok = np.where(m, np.where(ok, x, np.nan), self.last_ok)
+        self.last_ref = np.where(m, ref, self.last_ref)
         # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
         self.rr_buf[m, :-1] = self.rr_buf[m, 1:]
         self.rr_buf[m, -1] = np.where(ok[m], x[m], np.nan)
-        ref = self.rr_mean
         new_ref = np.isnan(ref) if reset is None else np.isnan(ref) | reset
         self.rr_mean = np.where(ok, np.where(new_ref, x, 0.8 * ref + 0.2 * x), ref)
         if ok.any():
             self.nn_buf[ok, :-1] = self.nn_buf[ok, 1:]
             self.nn_buf[ok, -1] = x[ok]
             self.nn_count += ok
+            self._nn_changed |= ok

@@ -120,7 +120,7 @@ class Score:
     sensitivity: float
     ppv: float
     rr_err_ms: tuple[float, float]  # median, p95 of |RR − reference RR| over matched successive pairs
-    bpm_err: tuple[float, float]  # median, p95 of |60000/RR − 60000/reference RR|
+    bpm_err: tuple[float, float]  # median, p95 of |reported bpm − reference bpm| (see :func:`score`)
     in_no_contact: int  # beats reported inside a no-contact stretch
 
 
@@ -132,17 +132,24 @@ def _outside(t: np.ndarray, stretches) -> np.ndarray:
 
 
 def score(det_s: np.ndarray, ref_s: np.ndarray, stretches=(), span: tuple[float, float] | None = None,
-          match_s: float = MATCH_S) -> Score:
+          det_bpm: np.ndarray | None = None, match_s: float = MATCH_S) -> Score:
     """Score detected beat times against reference beat times (both in seconds).
 
     Only beats inside ``span`` (default: the reference's first to last beat) and outside the
-    ``stretches`` are scored; beats reported inside the stretches are counted apart.
+    ``stretches`` are scored; beats reported inside the stretches are counted apart. ``det_bpm``
+    (the bpm reported with each detected beat): its error is taken against 60000 / the median of the
+    reference's last 5 intervals up to the matched beat, the rule the tracker reports bpm by;
+    without it, the bpm error is that of each interval (60000 / RR against 60000 / reference RR).
     """
-    det_s, ref_s = np.sort(np.asarray(det_s, float)), np.sort(np.asarray(ref_s, float))
+    order = np.argsort(np.asarray(det_s, float))
+    det_s, ref_all = np.asarray(det_s, float)[order], np.sort(np.asarray(ref_s, float))
+    bpm_all = None if det_bpm is None else np.asarray(det_bpm, float)[order]
     in_nc = int((~_outside(det_s, stretches)).sum())
-    lo, hi = span if span is not None else (ref_s[0] - match_s, ref_s[-1] + match_s)
-    det = det_s[_outside(det_s, stretches) & (det_s >= lo) & (det_s <= hi)]
-    ref = ref_s[_outside(ref_s, stretches) & (ref_s >= lo) & (ref_s <= hi)]
+    lo, hi = span if span is not None else (ref_all[0] - match_s, ref_all[-1] + match_s)
+    keep = _outside(det_s, stretches) & (det_s >= lo) & (det_s <= hi)
+    det = det_s[keep]
+    rkeep = _outside(ref_all, stretches) & (ref_all >= lo) & (ref_all <= hi)
+    ref = ref_all[rkeep]
     # greedy one-to-one matching in time order
     match = np.full(ref.size, -1)
     used = np.zeros(det.size, dtype=bool)
@@ -165,7 +172,14 @@ def score(det_s: np.ndarray, ref_s: np.ndarray, stretches=(), span: tuple[float,
     rr_ref = np.diff(ref)[ok] * 1000
     rr_det = (det[match[1:][ok]] - det[match[:-1][ok]]) * 1000
     e = np.abs(rr_det - rr_ref)
-    b = np.abs(60000 / rr_det - 60000 / rr_ref) if rr_ref.size else np.zeros(0)
+    if bpm_all is None:
+        b = np.abs(60000 / rr_det - 60000 / rr_ref) if rr_ref.size else np.zeros(0)
+    else:
+        bpm = bpm_all[keep]
+        ridx = np.flatnonzero(rkeep)  # positions in the whole reference
+        pairs = [(bpm[match[i]], 60000.0 / np.median(np.diff(ref_all[ridx[i] - 5:ridx[i] + 1]) * 1000))
+                 for i in range(ref.size) if match[i] >= 0 and ridx[i] >= 5 and np.isfinite(bpm[match[i]])]
+        b = np.array([abs(a - r) for a, r in pairs])
     q = lambda v: (float(np.median(v)), float(np.percentile(v, 95))) if v.size else (np.nan, np.nan)  # noqa: E731
     return Score(ref.size, det.size, tp, tp / max(ref.size, 1), tp / max(det.size, 1), q(e), q(b), in_nc)
 

@@ -89,10 +89,16 @@ def test_ectopic_beat_and_its_pause_stay_out_of_hr_and_rmssd():
     f = feed(b, t + 2, 75.0, [1000.0])  # …and the compensatory pause
     assert f.rejected_reasons() == {"ectopic": 2}
     assert f.hr[0] == pytest.approx(75.0) and f.rmssd[0] == pytest.approx(0.0)
-    # a premature beat without a full pause (sum 1.9 references) is ectopic as well
+    # a premature beat without a full pause (sum 1.95 references) is ectopic as well
     f = feed(b, t + 3, 75.0, [640.0])
-    f = feed(b, t + 4, 75.0, [880.0])
+    f = feed(b, t + 4, 75.0, [920.0])
     assert f.rejected_reasons() == {"ectopic": 2}
+    # one too close to the rhythm to be held (7.5 % early) is taken back when its pause comes
+    f = feed(b, t + 4.5, 75.0, [740.0])
+    assert f.rejected_rr[0] == 0 and b.nn_buf[0, -1] == 740.0
+    f = feed(b, t + 4.7, 75.0, [1000.0])
+    assert f.rejected_reasons() == {"ectopic": 2}
+    assert 740.0 not in b.nn_buf[0] and f.hr[0] == pytest.approx(75.0)
     # a merely short interval (sinus arrhythmia) is accepted once the next one shows no pattern
     f = feed(b, t + 5, 75.0, [690.0])
     f = feed(b, t + 6, 75.0, [760.0])
