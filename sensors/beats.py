@@ -39,6 +39,7 @@ window with a bounded delay, importing numpy and scipy only. neurokit2 and wfdb 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import median
 
 import numpy as np
 from scipy import signal
@@ -59,18 +60,36 @@ def _check(fs: float, kind: str) -> None:
         raise ValueError(f"sampling rate {fs} Hz is too low for beat detection (need ≥ 50 Hz)")
 
 
-_SOS: dict[tuple[float, str], np.ndarray] = {}
+_SOS: dict[tuple[float, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
-def bandpass_sos(fs: float, kind: str) -> np.ndarray:
-    """Second-order sections of the band-pass used for ``kind`` at ``fs`` (cached)."""
+def _filter(fs: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
     _check(fs, kind)
     key = (float(fs), kind)
     if key not in _SOS:
         lo, hi = (5.0, 30.0) if kind == "ecg" else (0.5, 8.0)
         hi = min(hi, 0.45 * fs)
-        _SOS[key] = signal.butter(2, [lo, hi], btype="bandpass", fs=fs, output="sos")
+        sos = signal.butter(2, [lo, hi], btype="bandpass", fs=fs, output="sos")
+        _SOS[key] = sos, signal.sosfilt_zi(sos)
     return _SOS[key]
+
+
+def bandpass_sos(fs: float, kind: str) -> np.ndarray:
+    """Second-order sections of the band-pass used for ``kind`` at ``fs`` (cached)."""
+    return _filter(fs, kind)[0]
+
+
+def _filtfilt(x: np.ndarray, fs: float, kind: str) -> np.ndarray:
+    """``scipy.signal.sosfiltfilt(sos, x)`` (odd padding, same pad length), with the filter's initial
+    state computed once per rate instead of once per window."""
+    sos, zi = _filter(fs, kind)
+    pad = 3 * (2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum())))
+    if x.size <= pad:
+        return signal.sosfiltfilt(sos, x)
+    ext = np.concatenate([2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2:-pad - 2:-1]])
+    y, _ = signal.sosfilt(sos, ext, zi=zi * ext[0])
+    y, _ = signal.sosfilt(sos, y[::-1], zi=zi * y[-1])
+    return y[::-1][pad:-pad]
 
 
 def _movavg(x: np.ndarray, n: int) -> np.ndarray:
@@ -80,7 +99,7 @@ def _movavg(x: np.ndarray, n: int) -> np.ndarray:
 def beat_signal(x: np.ndarray, fs: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(filtered signal, detection signal) for ``x``: the detection signal peaks once per beat."""
     x = np.asarray(x, dtype=float)
-    y = signal.sosfiltfilt(bandpass_sos(fs, kind), x - np.median(x))
+    y = _filtfilt(x - x[0], fs, kind)  # (a constant offset does not change a band-pass; x[0] keeps floats small)
     if kind == "ecg":
         return y, _movavg(np.abs(np.gradient(y)), round(0.12 * fs))
     z = np.maximum(y, 0.0) ** 2
@@ -88,47 +107,48 @@ def beat_signal(x: np.ndarray, fs: float, kind: str) -> tuple[np.ndarray, np.nda
 
 
 def _ecg_peaks(y: np.ndarray, e: np.ndarray, fs: float) -> np.ndarray:
-    cand, _ = signal.find_peaks(e, distance=max(1, int(0.2 * fs)))
-    if cand.size < 2:
+    cand_a, _ = signal.find_peaks(e, distance=max(1, int(0.2 * fs)))
+    if cand_a.size < 2:
         return np.zeros(0, dtype=int)
-    h = e[cand]
+    h_a = e[cand_a]
     slope = np.abs(np.gradient(y))
     w = max(1, int(0.06 * fs))
-    smax = np.array([slope[max(0, c - w):c + w + 1].max() for c in cand])
+    smax = [float(slope[max(0, c - w):c + w + 1].max()) for c in cand_a]
     # Signal and noise peak levels: medians of the last 8 QRS and noise peaks (Hamilton & Tompkins),
     # so one artefact does not lift the threshold for long; seeded with the window's highest
     # candidates, as many as beats at 40 bpm (there are at least that many), and half the mean of the
-    # detection signal (Pan & Tompkins' learning phase).
+    # detection signal (Pan & Tompkins' learning phase). Plain Python below: ~40 candidates a window.
     k = max(2, int(len(e) / fs / 1.5))
-    sig = list(np.sort(h)[::-1][:min(k, 8)])
+    sig = sorted(h_a.tolist(), reverse=True)[:min(k, 8)]
     noise = [0.5 * float(np.mean(e))]
+    cand, h = cand_a.tolist(), h_a.tolist()
+    t_wave, min_beat = 0.36 * fs, MIN_BEAT_S * fs
 
     def level(buf: list, v: float) -> None:
-        buf.append(float(v))
+        buf.append(v)
         del buf[:-8]
 
     beats: list[int] = []  # indices into cand
     rr_avg = None
-    for i in range(cand.size):
-        spk, npk = float(np.median(sig)), float(np.median(noise))
-        th = npk + 0.25 * (spk - npk)
+    for i in range(len(cand)):
+        th = median(noise) + 0.25 * (median(sig) - median(noise))
         if beats:
             last = beats[-1]
             gap = cand[i] - cand[last]
             # search-back: a gap of 1.66 mean RR before this candidate hides a missed beat
             if rr_avg is not None and gap > 1.66 * rr_avg:
                 between = [j for j in range(last + 1, i)
-                           if min(cand[j] - cand[last], cand[i] - cand[j]) > MIN_BEAT_S * fs and h[j] > 0.5 * th]
+                           if min(cand[j] - cand[last], cand[i] - cand[j]) > min_beat and h[j] > 0.5 * th]
                 if between:
-                    j = max(between, key=lambda k: h[k])
+                    j = max(between, key=h.__getitem__)
                     beats.append(j)
                     level(sig, h[j])
             last = beats[-1]
             gap = cand[i] - cand[last]
-            if h[i] > th and gap < 0.36 * fs and smax[i] < 0.5 * smax[last]:
+            if h[i] > th and gap < t_wave and smax[i] < 0.5 * smax[last]:
                 level(noise, h[i])  # a T wave
                 continue
-        if h[i] > th and beats and cand[i] - cand[beats[-1]] < MIN_BEAT_S * fs:
+        if h[i] > th and beats and cand[i] - cand[beats[-1]] < min_beat:
             if h[i] > h[beats[-1]]:  # two "beats" closer than 220 bpm allows: the larger is the beat
                 beats[-1] = i
             continue
@@ -141,6 +161,7 @@ def _ecg_peaks(y: np.ndarray, e: np.ndarray, fs: float) -> np.ndarray:
         else:
             level(noise, h[i])
     beats.sort()
+    cand = cand_a
     peaks = cand[np.array(beats, dtype=int)]
     # place each beat at the largest |band-passed| sample within ±40 ms
     r = max(1, int(0.04 * fs))

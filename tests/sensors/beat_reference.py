@@ -13,7 +13,7 @@ A beat counts as reference where most of them agree: each detector's systematic 
 from the neurokit detector's beats; Pan–Tompkins marks late) is removed, detections of the different
 detectors within ``CLUSTER_S`` of one another are grouped, and a group found by more than half of the detectors is a
 reference beat at the group's median time. ``python -m tests.sensors.beat_reference`` writes them to
-``tests/fixtures/<record>.ref.npz``; the tests read those (no neurokit2 or wfdb needed to run them) and
+``tests/fixtures/<record>.ref.npz`` (``--table`` prints the tables of docs/beats.md instead); the tests read those (no neurokit2 or wfdb needed to run them) and
 ``test_beats_real.py::test_committed_references_match_the_libraries`` recomputes them when both are installed.
 """
 
@@ -184,7 +184,46 @@ def score(det_s: np.ndarray, ref_s: np.ndarray, stretches=(), span: tuple[float,
     return Score(ref.size, det.size, tp, tp / max(ref.size, 1), tp / max(det.size, 1), q(e), q(b), in_nc)
 
 
+def table() -> str:
+    """The markdown tables of docs/beats.md: this detector, then each reference, against the consensus."""
+    from sensors.beats import BeatTracker
+    from sensors.features import REASONS, FeatureBank
+
+    head = ("| record | signal | reference beats | sensitivity | PPV | RR error ms (median / p95) "
+            "| bpm error (median / p95) | beats without contact | intervals rejected |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    rows, refs = [], []
+    for rec, (kind, stretches) in RECORDS.items():
+        x, fs = load(rec)
+        tr = BeatTracker(fs, kind)
+        beats = []
+        for i in range(0, x.size, 16):
+            beats += tr.push(x[i:i + 16])
+        cons, dets = reference(rec)
+        span = (3.0, x.size / fs - 2.0)
+        sc = score([b.t for b in beats], cons / fs, stretches, span=span, det_bpm=[b.bpm for b in beats])
+        bank = FeatureBank(1, t0=0.0)
+        counts = np.zeros(len(REASONS), dtype=int)
+        for b in beats:
+            counts += bank.update(b.t, np.array([b.bpm]), np.array([[b.rr_ms]])).rejected_by[0]
+        rej = ", ".join(f"{r} {c}" for r, c in zip(REASONS, counts, strict=True) if c) or "none"
+        nc = str(sc.in_no_contact) if stretches else "–"
+        rows.append(f"| `{rec}` | {kind.upper()} {fs:g} Hz, {x.size / fs:.0f} s | {sc.n_ref} | {sc.sensitivity:.3f} "
+                    f"| {sc.ppv:.3f} | {sc.rr_err_ms[0]:.1f} / {sc.rr_err_ms[1]:.1f} "
+                    f"| {sc.bpm_err[0]:.1f} / {sc.bpm_err[1]:.1f} | {nc} | {rej} |")
+        for m, d in dets.items():
+            r = score(d / fs, cons / fs, stretches, span=span)
+            refs.append(f"| `{rec}` | {m} | {r.sensitivity:.3f} | {r.ppv:.3f} |")
+    return (head + "\n".join(rows) + "\n\n| record | reference detector | sensitivity | PPV |\n|---|---|---|---|\n"
+            + "\n".join(refs) + "\n")
+
+
 def main() -> None:
+    import sys
+
+    if "--table" in sys.argv:
+        print(table())
+        return
     for rec in RECORDS:
         x, fs = load(rec)
         cons, dets = reference(rec, recompute=True)
