@@ -10,11 +10,14 @@ References come from detectors no one here wrote, run offline on the whole recor
   (MSPTDfast, Charlton 2024) systolic-peak detectors (``nk.ppg_findpeaks`` on ``nk.ppg_clean`` output).
 
 A beat counts as reference where most of them agree: each detector's systematic lag (its median offset
-from the neurokit detector's beats; Pan–Tompkins marks late) is removed, detections of the different
-detectors within ``CLUSTER_S`` of one another are grouped, and a group found by more than half of the detectors is a
-reference beat at the group's median time. ``python -m tests.sensors.beat_reference`` writes them to
-``tests/fixtures/<record>.ref.npz`` (``--table`` prints the tables of docs/beats.md instead); the tests read those (no neurokit2 or wfdb needed to run them) and
-``test_beats_real.py::test_committed_references_match_the_libraries`` recomputes them when both are installed.
+from the second detector's beats: neurokit2's ``neurokit`` for ECG, ``bishop`` for PPG; Pan–Tompkins marks
+late) is removed, detections of the different detectors within ``CLUSTER_S`` of one another are grouped,
+and a group found by more than half of the detectors is a reference beat at the group's median time.
+
+``python -m tests.sensors.beat_reference`` writes them to ``tests/fixtures/<record>.ref.npz`` (``--table``
+prints the tables of docs/beats.md instead); the tests read those (no neurokit2 or wfdb needed to run
+them) and ``test_beats_real.py::test_committed_references_match_the_libraries`` recomputes them when both
+are installed.
 """
 
 from __future__ import annotations
