@@ -196,6 +196,9 @@ def test_committed_references_match_the_libraries():
     pytest.importorskip("neurokit2", reason="neurokit2 (test extra) makes the reference beats")
     pytest.importorskip("wfdb", reason="wfdb (test extra) makes the XQRS reference beats")
     for record in ("ecg_mitdb208", "ecg_bitalino", "ppg_heartpy1"):  # (MSPTD takes 80 s on ppg_heartpy2)
+        _, fs = load(record)
         committed, _ = reference(record)
         fresh, _ = reference(record, recompute=True)
-        assert np.array_equal(committed, fresh), record
+        # made with neurokit2 0.3.0 and wfdb 4.3.1; other versions may move a beat by a sample or two
+        sc = score(fresh / fs, committed / fs, match_s=0.01)
+        assert sc.sensitivity >= 0.99 and sc.ppv >= 0.99, (record, sc)

@@ -1,6 +1,6 @@
 """Make the figures of docs/beats.md from the real recordings in tests/fixtures/.
 
-    python docs/beats_figures.py
+    python scripts/beats_figures.py
 """
 
 from __future__ import annotations
