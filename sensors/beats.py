@@ -24,10 +24,11 @@ is smaller and shorter than the beat average, so it does not open a block of its
 
 Signal quality (both kinds), after Orphanidou et al. (2015, IEEE JBHI 19:832): a window is a
 pulse (or an ECG) only when it has no flat stretch (a sensor at a rail or reading nothing: no
-finger, lead off), its beats give a heart rate in 30–220 bpm with no gap over 3 s and a
-longest/shortest interval ratio under 2.2 (PPG only: ECG with ectopic beats breaks that rule
-legitimately) and, for PPG, its pulses correlate with their average pulse (mean r ≥ 0.86).
-Otherwise the window yields no beats and the tracker reports why.
+finger, lead off), at least three beats and a heart rate in 30–220 bpm and, for PPG, pulses that
+correlate with their average pulse (median r ≥ 0.86). Orphanidou's mean correlation and
+longest/shortest interval ratio (< 2.2) are left out: ectopic beats break both in a clean signal,
+and telling them apart is the features' job. A gap over 3 s between beats only breaks the chain
+of intervals. Otherwise the window yields no beats and the tracker reports why.
 
 Why not neurokit2 at run time: its detectors (and its Kubios-style ``signal_fixpeaks``) work on a
 whole recording with pandas around them, import about 1 s of scientific stack, and their
@@ -49,7 +50,7 @@ KINDS = ("ecg", "ppg")
 MIN_BEAT_S = 60.0 / 220.0
 MIN_BPM, MAX_BPM = 30.0, 220.0
 MAX_GAP_S = 3.0
-PPG_TEMPLATE_R = 0.86  # Orphanidou et al. 2015: mean correlation of PPG pulses with their average
+PPG_TEMPLATE_R = 0.86  # Orphanidou et al. 2015: correlation of PPG pulses with their average pulse
 FLAT_S = 0.5  # this long without any change of the raw samples: no contact, or a rail
 
 
@@ -187,13 +188,17 @@ def _ppg_peaks(y: np.ndarray, ma_peak: np.ndarray, fs: float) -> np.ndarray:
     return np.array(out, dtype=int)
 
 
-def detect_beats(x: np.ndarray, fs: float, kind: str = "ecg") -> np.ndarray:
-    """Sample indices of the beats in ``x`` (needs ≥ 2 s of signal; else none). No quality check."""
+def _detect(x: np.ndarray, fs: float, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
     x = np.asarray(x, dtype=float)
     if x.size < 2 * fs or not np.ptp(x) > 0:
-        return np.zeros(0, dtype=int)
+        return np.zeros(0, dtype=int), None
     y, e = beat_signal(x, fs, kind)
-    return _ecg_peaks(y, e, fs) if kind == "ecg" else _ppg_peaks(y, e, fs)
+    return (_ecg_peaks(y, e, fs) if kind == "ecg" else _ppg_peaks(y, e, fs)), y
+
+
+def detect_beats(x: np.ndarray, fs: float, kind: str = "ecg") -> np.ndarray:
+    """Sample indices of the beats in ``x`` (needs ≥ 2 s of signal; else none). No quality check."""
+    return _detect(x, fs, kind)[0]
 
 
 def longest_flat(x: np.ndarray) -> int:
@@ -206,8 +211,9 @@ def longest_flat(x: np.ndarray) -> int:
     return int(np.max(np.diff(bounds)))
 
 
-def window_quality(x: np.ndarray, peaks: np.ndarray, fs: float, kind: str) -> str:
-    """Why the beats of this window cannot be trusted ("" when they can): see the module's doc."""
+def window_quality(x: np.ndarray, peaks: np.ndarray, fs: float, kind: str, y: np.ndarray | None = None) -> str:
+    """Why the beats of this window cannot be trusted ("" when they can): see the module's doc.
+    ``y``: the window's band-passed signal, if already computed."""
     x = np.asarray(x, dtype=float)
     if longest_flat(x) >= FLAT_S * fs:
         return "flat"
@@ -220,7 +226,8 @@ def window_quality(x: np.ndarray, peaks: np.ndarray, fs: float, kind: str) -> st
     if not MIN_BPM <= bpm <= MAX_BPM:
         return "rate"
     if kind == "ppg":
-        y, _ = beat_signal(x, fs, kind)
+        if y is None:
+            y, _ = beat_signal(x, fs, kind)
         m = float(np.median(rr))
         a, b = int(round(0.3 * m * fs)), int(round(0.7 * m * fs))
         segs = np.array([y[p - a:p + b] for p in peaks if p - a >= 0 and p + b <= y.size])
@@ -313,12 +320,12 @@ class BeatTracker:
             return []
         win = self.buf[-have:]
         start = self.n - have  # absolute index of win[0]
-        peaks = detect_beats(win, self.fs, self.kind)
+        peaks, y = _detect(win, self.fs, self.kind)
         # the zero-phase filters' ends can make a half pulse at either end of the window look like a beat:
         # judge the window on the beats away from its ends (those at the start were taken by earlier windows)
         lead = int(0.5 * self.fs)
         peaks = peaks[peaks >= lead]
-        why = window_quality(win, peaks[peaks < have - self.edge], self.fs, self.kind)
+        why = window_quality(win, peaks[peaks < have - self.edge], self.fs, self.kind, y)
         self.analyses += 1
         if why == "gap":  # beats on both sides of a pause: only the pause is suspect (no RR spans it)
             judged = peaks[peaks < have - self.edge]
