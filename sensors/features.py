@@ -32,14 +32,18 @@ RR intervals are classified one by one against a running reference (a mean of ac
 the Kubios scheme of Lipponen & Tarvainen (2019, J Med Eng Technol 43:173) reduced to what can be
 decided one interval late, vectorised over patients:
 
-- an interval ``hold_short`` shorter than the reference waits for the next one: the pair is
-  *ectopic* when the next is ``ectopic_long`` longer and the two sum to two references (a premature
-  beat and its compensatory pause), *extra* when they sum to one reference (a split interval: an
-  interpolated ectopic beat or a spurious detection); otherwise the short one is judged alone;
+- an interval ``hold_short`` shorter than the reference (or ``ectopic_mad`` median absolute
+  successive NN differences, where this heart varies more) waits for the next one: the pair is
+  *ectopic* when the next is as much longer (``ectopic_long``) and the two sum to two references (a
+  premature beat and its compensatory pause), *extra* when they sum to one reference (a split
+  interval: an interpolated ectopic beat or a spurious detection); otherwise the short one is
+  judged alone. A long interval right after an accepted one shorter than its reference makes both
+  *ectopic*: the short one is taken back out of the NN intervals (it reached one HR update at most);
 - *missed*: an interval within ``pair_tol`` of a whole multiple (≥ 2) of the reference;
-- *long* / *short*: outside ``min_rr_ms``…``max_rr_ms``, or more than ``rr_jump`` from the reference,
-  unless the reported bpm agrees with the new interval or ``rr_reanchor`` rejected intervals in a
-  row agree with one another (a real change of rhythm: accepted, the reference re-anchored).
+- *long* / *short*: outside ``min_rr_ms``…``max_rr_ms``, or more than ``rr_jump`` from the reference
+  (20 %, the rule of Malik et al. 1989), unless the reported bpm agrees with the new interval or
+  ``rr_reanchor`` rejected intervals in a row agree with one another (a real change of rhythm:
+  accepted, the reference re-anchored).
 
 Rejected intervals count per reason (``FeatureFrame.rejected_by``, :data:`REASONS`) and are left
 out of HR and of RMSSD (a rejected interval breaks the chain of successive differences).
@@ -47,6 +51,7 @@ out of HR and of RMSSD (a rejected interval breaks the chain of successive diffe
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,10 +67,10 @@ class FeatureConfig:
     max_bpm: float = 220.0
     min_rr_ms: float = 273.0  # 220 bpm
     max_rr_ms: float = 2000.0  # 30 bpm
-    rr_jump: float = 0.25  # reject an RR differing by more than 25% from the recent mean
+    rr_jump: float = 0.20  # reject an RR differing by more than 20 % from the reference (Malik et al. 1989)
     rr_reanchor: int = 4  # this many consecutive rejected RR that agree with each other: a real change
     hold_short: float = 0.12  # an RR this much shorter than the reference waits for the next one…
-    ectopic_mad: float = 4.0  # …or this many mean absolute successive differences of NN, if more
+    ectopic_mad: float = 4.0  # …or this many median absolute successive differences of NN, if more
     ectopic_long: float = 0.12  # a short-then-long pair is ectopic when the long one is this much longer
     pair_tol: float = 0.2  # a pair summing to 2 references (ectopic) or 1 (extra) within this share of one
     hr_beats: int = 5  # HR is 60000 / the mean of the last this many accepted NN intervals
@@ -141,7 +146,7 @@ class FeatureBank:
         self.nn_buf = np.full((n, c.hr_beats), np.nan)  # the last accepted NN intervals
         self.nn_count = np.zeros(n, dtype=np.int64)  # accepted NN intervals so far
         self._nn_changed = np.zeros(n, dtype=bool)  # (within an update) the NN intervals changed
-        self.nn_mad = nan.copy()  # running mean of |successive differences| of accepted NN (ms)
+        self.nn_mad = nan.copy()  # median |successive difference| of the accepted NN in rr_buf (ms)
         self.last_ok = nan.copy()  # the newest settled interval, if it was accepted (else NaN)…
         self.last_ref = nan.copy()  # …and the reference before it
 
@@ -213,6 +218,12 @@ class FeatureBank:
             stale = self.seen_valid & (t - self.t_valid > c.lost_after_s)  # after a loss, start afresh
             self.pend[stale] = np.nan
             self.nn_buf[stale] = np.nan
+            # this heart's own beat-to-beat variability, robust to the artefacts that slipped through
+            d = np.abs(np.diff(self.rr_buf, axis=1))
+            enough = np.sum(~np.isnan(d), axis=1) >= 4
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no estimate yet
+                self.nn_mad = np.where(enough, np.nanmedian(d, axis=1), np.nan)
             for k in range(rr.shape[1]):
                 self._classify(rr[:, k], ~np.isnan(rr[:, k]) & (contact != 0), got, bpm, rejected_by)
         rejected = rejected_by.sum(axis=1).astype(np.int32)
@@ -359,7 +370,7 @@ class FeatureBank:
 
     def _dev(self, ref: np.ndarray, share: float) -> np.ndarray:
         """How far from the reference an interval must be to count as premature or late: ``share`` of
-        it, or ``ectopic_mad`` mean successive differences where this heart varies more."""
+        it, or ``ectopic_mad`` median absolute successive NN differences where this heart varies more."""
         with np.errstate(invalid="ignore"):
             return np.fmax(share * ref, self.cfg.ectopic_mad * self.nn_mad)
 
@@ -369,11 +380,6 @@ class FeatureBank:
             return
         ok = m & ok
         ref = self.rr_mean
-        # the running mean |successive difference| of NN (scales the ectopic test to this heart's variability)
-        prev = self.rr_buf[:, -1]
-        d = np.abs(x - prev)
-        pair = ok & ~np.isnan(prev)
-        self.nn_mad = np.where(pair, np.where(np.isnan(self.nn_mad), d, 0.9 * self.nn_mad + 0.1 * d), self.nn_mad)
         self.last_ok = np.where(m, np.where(ok, x, np.nan), self.last_ok)
         self.last_ref = np.where(m, ref, self.last_ref)
         # RMSSD uses successive differences only: an artefact breaks the chain (NaN).

@@ -172,9 +172,9 @@ def test_session_hr_comes_from_accepted_intervals(record, tmp_path_factory):
 @pytest.mark.parametrize("record", list(RECORDS))
 def test_abnormal_reference_intervals_are_kept_out(record):
     """With a perfect detector (the reference beats), the intervals that differ by more than 20 % from
-    their neighbours' median (ectopic beats, their pauses, missed beats) are rejected — at least 80 %
-    of them: intervals 20–25 % longer with no short one before pass as a change of rhythm — and of the
-    intervals within 5 % of it (sinus rhythm), at most 2 %."""
+    their neighbours' median (ectopic beats, their pauses, missed beats) are rejected — at least 90 %
+    of them (the reference is a running mean, not that median) — and of the intervals within 5 % of it
+    (sinus rhythm), at most 2 %."""
     x, fs = load(record)
     ref, _ = reference(record)
     t = ref / fs
@@ -187,7 +187,7 @@ def test_abnormal_reference_intervals_are_kept_out(record):
     for tt, r in zip(t[1:], rr, strict=True):
         counts += bank.update(tt, np.array([np.nan]), np.array([[r]]), np.array([-1], dtype=np.int8)).rejected_by[0]
     abnormal, normal = int((dev > 0.2).sum()), int((dev <= 0.05).sum())
-    assert counts.sum() >= 0.8 * abnormal, (abnormal, dict(zip(REASONS, counts, strict=True)))
+    assert counts.sum() >= 0.9 * abnormal, (abnormal, dict(zip(REASONS, counts, strict=True)))
     assert counts.sum() <= abnormal + 0.02 * normal + (rr.size - normal - abnormal), counts
 
 

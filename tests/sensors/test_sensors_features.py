@@ -84,7 +84,7 @@ def test_ectopic_beat_and_its_pause_stay_out_of_hr_and_rmssd():
     b = FeatureBank(1)
     f, t = _steady(b)
     assert f.rmssd[0] == pytest.approx(0.0)
-    f = feed(b, t + 1, 75.0, [600.0])  # premature (25 % early: the old jump test let 600 through)…
+    f = feed(b, t + 1, 75.0, [600.0])  # premature (25 % early)…
     assert f.rejected_rr[0] == 0 and f.hr[0] == pytest.approx(75.0)
     f = feed(b, t + 2, 75.0, [1000.0])  # …and the compensatory pause
     assert f.rejected_reasons() == {"ectopic": 2}
