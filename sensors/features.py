@@ -51,7 +51,6 @@ out of HR and of RMSSD (a rejected interval breaks the chain of successive diffe
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +116,16 @@ class FeatureFrame:
 def _f(x) -> float | None:
     x = float(x)
     return None if np.isnan(x) else x
+
+
+def _push(buf: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
+    """Shift the rows ``m`` of ``buf`` left by one and put ``v`` at their end (all rows: no gather)."""
+    if m.all():
+        buf[:, :-1] = buf[:, 1:]
+        buf[:, -1] = v
+    else:
+        buf[m, :-1] = buf[m, 1:]
+        buf[m, -1] = v[m]
 
 
 class FeatureBank:
@@ -219,11 +228,12 @@ class FeatureBank:
             self.pend[stale] = np.nan
             self.nn_buf[stale] = np.nan
             # this heart's own beat-to-beat variability, robust to the artefacts that slipped through
-            d = np.abs(np.diff(self.rr_buf, axis=1))
-            enough = np.sum(~np.isnan(d), axis=1) >= 4
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no estimate yet
-                self.nn_mad = np.where(enough, np.nanmedian(d, axis=1), np.nan)
+            d = np.sort(np.abs(np.diff(self.rr_buf, axis=1)), axis=1)  # NaN (no pair) sorts last
+            cnt = np.sum(~np.isnan(d), axis=1)
+            rows = np.arange(n)
+            lo, hi = d[rows, np.maximum(cnt - 1, 0) // 2], d[rows, np.minimum(cnt // 2, d.shape[1] - 1)]
+            mid = np.where(cnt % 2 == 1, lo, 0.5 * (lo + hi))
+            self.nn_mad = np.where(cnt >= 4, mid, np.nan)
             for k in range(rr.shape[1]):
                 self._classify(rr[:, k], ~np.isnan(rr[:, k]) & (contact != 0), got, bpm, rejected_by)
         rejected = rejected_by.sum(axis=1).astype(np.int32)
@@ -383,12 +393,10 @@ class FeatureBank:
         self.last_ok = np.where(m, np.where(ok, x, np.nan), self.last_ok)
         self.last_ref = np.where(m, ref, self.last_ref)
         # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
-        self.rr_buf[m, :-1] = self.rr_buf[m, 1:]
-        self.rr_buf[m, -1] = np.where(ok[m], x[m], np.nan)
+        _push(self.rr_buf, m, np.where(ok, x, np.nan))
         new_ref = np.isnan(ref) if reset is None else np.isnan(ref) | reset
         self.rr_mean = np.where(ok, np.where(new_ref, x, 0.8 * ref + 0.2 * x), ref)
         if ok.any():
-            self.nn_buf[ok, :-1] = self.nn_buf[ok, 1:]
-            self.nn_buf[ok, -1] = x[ok]
+            _push(self.nn_buf, ok, x)
             self.nn_count += ok
             self._nn_changed |= ok
