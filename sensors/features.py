@@ -72,7 +72,7 @@ class FeatureConfig:
     ectopic_mad: float = 4.0  # …or this many median absolute successive differences of NN, if more
     ectopic_long: float = 0.12  # a short-then-long pair is ectopic when the long one is this much longer
     pair_tol: float = 0.2  # a pair summing to 2 references (ectopic) or 1 (extra) within this share of one
-    hr_beats: int = 5  # HR is 60000 / the mean of the last this many accepted NN intervals
+    hr_beats: int = 5  # HR is 60000 / the mean of the last this many accepted NN intervals (of rmssd_window)
     baseline_s: float = 120.0
     rmssd_window: int = 16
     slope_tau_s: float = 8.0
@@ -152,7 +152,6 @@ class FeatureBank:
         self.rej_run = np.zeros(n, dtype=np.int32)  # consecutive jump-rejected RR that agree
         self.rej_ref = nan.copy()  # their running mean
         self.pend = nan.copy()  # a short RR waiting for the next one (ectopic, extra or just short?)
-        self.nn_buf = np.full((n, c.hr_beats), np.nan)  # the last accepted NN intervals
         self.nn_count = np.zeros(n, dtype=np.int64)  # accepted NN intervals so far
         self._nn_changed = np.zeros(n, dtype=bool)  # (within an update) the NN intervals changed
         self.nn_mad = nan.copy()  # median |successive difference| of the accepted NN in rr_buf (ms)
@@ -226,16 +225,12 @@ class FeatureBank:
             rr = np.asarray(rr, dtype=float).reshape(n, -1)
             stale = self.seen_valid & (t - self.t_valid > c.lost_after_s)  # after a loss, start afresh
             self.pend[stale] = np.nan
-            self.nn_buf[stale] = np.nan
-            # this heart's own beat-to-beat variability, robust to the artefacts that slipped through
-            d = np.sort(np.abs(np.diff(self.rr_buf, axis=1)), axis=1)  # NaN (no pair) sorts last
-            cnt = np.sum(~np.isnan(d), axis=1)
-            rows = np.arange(n)
-            lo, hi = d[rows, np.maximum(cnt - 1, 0) // 2], d[rows, np.minimum(cnt // 2, d.shape[1] - 1)]
-            mid = np.where(cnt % 2 == 1, lo, 0.5 * (lo + hi))
-            self.nn_mad = np.where(cnt >= 4, mid, np.nan)
+            self.rr_buf[stale] = np.nan  # no interval, and no successive difference, spans a loss
+            self.nn_mad[stale] = np.nan
             for k in range(rr.shape[1]):
-                self._classify(rr[:, k], ~np.isnan(rr[:, k]) & (contact != 0), got, bpm, rejected_by)
+                present = ~np.isnan(rr[:, k]) & (contact != 0)
+                if present.any():
+                    self._classify(rr[:, k], present, got, bpm, rejected_by)
         rejected = rejected_by.sum(axis=1).astype(np.int32)
         fresh_nn = self._nn_changed  # the accepted normal-to-normal intervals changed in this update
         had_rr = np.zeros(n, dtype=bool) if rr is None or not rr.size else \
@@ -245,10 +240,11 @@ class FeatureBank:
         # HR from the accepted NN intervals whenever the reading carried RR (60000 / their mean over the
         # last ``hr_beats``); a reading whose intervals were all rejected leaves HR where it was.
         prev = self.hr
-        have_nn = fresh_nn & np.any(~np.isnan(self.nn_buf), axis=1)
-        with np.errstate(invalid="ignore"):
-            nn_hr = 60000.0 / np.nanmean(np.where(have_nn[:, None], self.nn_buf, 1.0), axis=1)
-        fresh_nn = have_nn
+        acc = ~np.isnan(self.rr_buf)
+        last = acc & (np.cumsum(acc[:, ::-1], axis=1)[:, ::-1] <= c.hr_beats)  # the last hr_beats accepted
+        k = last.sum(axis=1)
+        fresh_nn = fresh_nn & (k > 0)
+        nn_hr = 60000.0 * k / np.maximum(np.where(last, self.rr_buf, 0.0).sum(axis=1), 1e-9)
         from_rr = valid & had_rr
         new_hr = np.where(from_rr, np.where(fresh_nn, nn_hr, prev), np.where(valid, bpm, prev))
         valid = valid & ~np.isnan(new_hr)
@@ -286,6 +282,13 @@ class FeatureBank:
         with np.errstate(invalid="ignore"):
             rmssd = np.sqrt(np.nansum(d * d, axis=1) / np.maximum(cnt, 1))
         rmssd = np.where(cnt >= 2, rmssd, np.nan)
+        if rr is not None and rr.size:
+            # this heart's own beat-to-beat variability for the next intervals' tests: the median absolute
+            # successive difference of the accepted ones, robust to the artefacts that slipped through
+            a = np.sort(np.abs(d), axis=1)  # NaN (no pair) sorts last
+            rows = np.arange(n)
+            lo, hi = a[rows, np.maximum(cnt - 1, 0) // 2], a[rows, np.minimum(cnt // 2, a.shape[1] - 1)]
+            self.nn_mad = np.where(cnt >= 4, np.where(cnt % 2 == 1, lo, 0.5 * (lo + hi)), np.nan)
 
         tt = np.full(n, t, dtype=float)
         return FeatureFrame(tt, self.hr.copy(), self.baseline.copy(), self.hr - self.baseline,
@@ -333,8 +336,6 @@ class FeatureBank:
         retro = m & (self.last_ok < lr) & (x > lr + self._dev(lr, c.ectopic_long)) & (x < (2.0 - c.pair_tol) * lr)
         if retro.any():
             self.rr_buf[retro, -1] = np.nan
-            self.nn_buf[retro, 1:] = self.nn_buf[retro, :-1]
-            self.nn_buf[retro, 0] = np.nan
             self.rr_mean = np.where(retro, self.last_ref, self.rr_mean)
             self._nn_changed |= retro
             counts[:, R_ECTOPIC] += 2 * retro
@@ -397,6 +398,5 @@ class FeatureBank:
         new_ref = np.isnan(ref) if reset is None else np.isnan(ref) | reset
         self.rr_mean = np.where(ok, np.where(new_ref, x, 0.8 * ref + 0.2 * x), ref)
         if ok.any():
-            _push(self.nn_buf, ok, x)
             self.nn_count += ok
             self._nn_changed |= ok

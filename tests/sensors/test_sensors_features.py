@@ -95,14 +95,14 @@ def test_ectopic_beat_and_its_pause_stay_out_of_hr_and_rmssd():
     assert f.rejected_reasons() == {"ectopic": 2}
     # one too close to the rhythm to be held (7.5 % early) is taken back when its pause comes
     f = feed(b, t + 4.5, 75.0, [740.0])
-    assert f.rejected_rr[0] == 0 and b.nn_buf[0, -1] == 740.0
+    assert f.rejected_rr[0] == 0 and b.rr_buf[0, -1] == 740.0
     f = feed(b, t + 4.7, 75.0, [1000.0])
     assert f.rejected_reasons() == {"ectopic": 2}
-    assert 740.0 not in b.nn_buf[0] and f.hr[0] == pytest.approx(75.0)
+    assert 740.0 not in b.rr_buf[0] and f.hr[0] == pytest.approx(75.0)
     # a merely short interval (sinus arrhythmia) is accepted once the next one shows no pattern
     f = feed(b, t + 5, 75.0, [690.0])
     f = feed(b, t + 6, 75.0, [760.0])
-    assert f.rejected_rr[0] == 0 and np.nanmin(b.nn_buf) == 690.0
+    assert f.rejected_rr[0] == 0 and np.nanmin(b.rr_buf) == 690.0
 
 
 def test_hr_comes_from_accepted_rr_not_the_device_bpm():
