@@ -46,7 +46,8 @@ decided one interval late, vectorised over patients:
   accepted, the reference re-anchored).
 
 Rejected intervals count per reason (``FeatureFrame.rejected_by``, :data:`REASONS`) and are left
-out of HR and of RMSSD (a rejected interval breaks the chain of successive differences).
+out of HR and of RMSSD (a rejected interval breaks the chain of successive differences). After a
+loss of signal the intervals start afresh: no difference, and no HR, spans the gap.
 """
 
 from __future__ import annotations
