@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 
@@ -26,8 +27,8 @@ def test_session_logs_hr_from_accepted_rr_and_rejections_by_reason(tmp_path):
         core.push_sample(Sample(t, 1e9 + t, 90.0, (r,), True, "ble://test"))
         core.tick(t)
     core.end("test")
-    db = sqlite3.connect(w.path)
-    hr = [h for (h,) in db.execute("SELECT hr FROM features ORDER BY rowid") if h is not None]
+    with contextlib.closing(sqlite3.connect(w.path)) as db:
+        hr = [h for (h,) in db.execute("SELECT hr FROM features ORDER BY rowid") if h is not None]
+        ev = [json.loads(d) for k, d in db.execute("SELECT kind, detail FROM events") if k == "rr_rejected"]
     assert hr and all(h == pytest.approx(75.0) for h in hr)  # never the device's 90, never the ectopic pair
-    ev = [json.loads(d) for k, d in db.execute("SELECT kind, detail FROM events") if k == "rr_rejected"]
     assert ev == [{"count": 2, "reasons": {"ectopic": 2}}]
