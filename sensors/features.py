@@ -24,10 +24,30 @@ Outputs (:class:`FeatureFrame`):
                is a state, never just a missing number
     since_valid  seconds since the last valid reading
 
-RR artefact rejection: physiological bounds (``min_rr_ms``…``max_rr_ms``: spurious short
-intervals), then a jump test against a running reference (a missed beat doubles an interval,
-an extra beat splits one); a jump is accepted when the reported bpm agrees with it, or when
-``rr_reanchor`` rejected intervals in a row agree with one another (a real change of rhythm).
+Heart rate: whenever a reading carries RR intervals, ``hr`` is 60000 / the mean of the last
+``hr_beats`` accepted normal-to-normal (NN) intervals, not the device's bpm (which may be built from
+rejected intervals); a reading without RR uses the reported bpm. The baseline is built from ``hr``.
+
+RR intervals are classified one by one against a running reference (a mean of accepted NN), after
+the Kubios scheme of Lipponen & Tarvainen (2019, J Med Eng Technol 43:173) reduced to what can be
+decided one interval late, vectorised over patients:
+
+- an interval ``hold_short`` shorter than the reference (or ``ectopic_mad`` median absolute
+  successive NN differences, where this heart varies more) waits for the next one: the pair is
+  *ectopic* when the next is as much longer (``ectopic_long``) and the two sum to two references (a
+  premature beat and its compensatory pause), *extra* when they sum to one reference (a split
+  interval: an interpolated ectopic beat or a spurious detection); otherwise the short one is
+  judged alone. A long interval right after an accepted one shorter than its reference makes both
+  *ectopic*: the short one is taken back out of the NN intervals (it reached one HR update at most);
+- *missed*: an interval within ``pair_tol`` of a whole multiple (≥ 2) of the reference;
+- *long* / *short*: outside ``min_rr_ms``…``max_rr_ms``, or more than ``rr_jump`` from the reference
+  (20 %, the rule of Malik et al. 1989), unless the reported bpm agrees with the new interval or
+  ``rr_reanchor`` rejected intervals in a row agree with one another (a real change of rhythm:
+  accepted, the reference re-anchored).
+
+Rejected intervals count per reason (``FeatureFrame.rejected_by``, :data:`REASONS`) and are left
+out of HR and of RMSSD (a rejected interval breaks the chain of successive differences). After a
+loss of signal the intervals start afresh: no difference, and no HR, spans the gap.
 """
 
 from __future__ import annotations
@@ -37,6 +57,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Why an RR interval was left out of HR and RMSSD (counted per update in ``FeatureFrame.rejected_by``).
+REASONS = ("ectopic", "missed", "extra", "long", "short")
+R_ECTOPIC, R_MISSED, R_EXTRA, R_LONG, R_SHORT = range(len(REASONS))
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -44,8 +68,13 @@ class FeatureConfig:
     max_bpm: float = 220.0
     min_rr_ms: float = 273.0  # 220 bpm
     max_rr_ms: float = 2000.0  # 30 bpm
-    rr_jump: float = 0.25  # reject an RR differing by more than 25% from the recent mean
+    rr_jump: float = 0.20  # reject an RR differing by more than 20 % from the reference (Malik et al. 1989)
     rr_reanchor: int = 4  # this many consecutive rejected RR that agree with each other: a real change
+    hold_short: float = 0.12  # an RR this much shorter than the reference waits for the next one…
+    ectopic_mad: float = 4.0  # …or this many median absolute successive differences of NN, if more
+    ectopic_long: float = 0.12  # a short-then-long pair is ectopic when the long one is this much longer
+    pair_tol: float = 0.2  # a pair summing to 2 references (ectopic) or 1 (extra) within this share of one
+    hr_beats: int = 5  # HR is 60000 / the mean of the last this many accepted NN intervals (of rmssd_window)
     baseline_s: float = 120.0
     rmssd_window: int = 16
     slope_tau_s: float = 8.0
@@ -65,6 +94,11 @@ class FeatureFrame:
     lost: np.ndarray
     since_valid: np.ndarray
     rejected_rr: np.ndarray  # RR intervals rejected by this update, per patient
+    rejected_by: np.ndarray  # (N, len(REASONS)): the same, per reason
+
+    def rejected_reasons(self, i: int = 0) -> dict[str, int]:
+        """One patient's intervals rejected by this update, per reason (only the reasons that occurred)."""
+        return {r: int(v) for r, v in zip(REASONS, self.rejected_by[i], strict=True) if v}
 
     def row(self, i: int = 0) -> dict:
         """One patient's features as plain floats (for logging and display)."""
@@ -86,6 +120,16 @@ def finite_or_none(x) -> float | None:
     NaN → None rule for logs, the console and the CLI."""
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def _push(buf: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
+    """Shift the rows ``m`` of ``buf`` left by one and put ``v`` at their end (all rows: no gather)."""
+    if m.all():
+        buf[:, :-1] = buf[:, 1:]
+        buf[:, -1] = v
+    else:
+        buf[m, :-1] = buf[m, 1:]
+        buf[m, -1] = v[m]
 
 
 class FeatureBank:
@@ -111,6 +155,12 @@ class FeatureBank:
         self.rr_mean = nan.copy()
         self.rej_run = np.zeros(n, dtype=np.int32)  # consecutive jump-rejected RR that agree
         self.rej_ref = nan.copy()  # their running mean
+        self.pend = nan.copy()  # a short RR waiting for the next one (ectopic, extra or just short?)
+        self.nn_count = np.zeros(n, dtype=np.int64)  # accepted NN intervals so far
+        self._nn_changed = np.zeros(n, dtype=bool)  # (within an update) the NN intervals changed
+        self.nn_mad = nan.copy()  # median |successive difference| of the accepted NN in rr_buf (ms)
+        self.last_ok = nan.copy()  # the newest settled interval, if it was accepted (else NaN)…
+        self.last_ref = nan.copy()  # …and the reference before it
 
     def rebaseline(self, t: float, mask: np.ndarray | None = None) -> None:
         """Start a new resting baseline at ``t`` (e.g. during a calm period)."""
@@ -151,10 +201,12 @@ class FeatureBank:
         rmssd[keep] = np.where(cnt >= 2, r, np.nan)
         rej = f.rejected_rr.copy()
         rej[keep] = 0
+        rej_by = f.rejected_by.copy()
+        rej_by[keep] = 0
         pick = lambda new, old: np.where(keep, old, new)  # noqa: E731
         return FeatureFrame(f.t, pick(f.hr, self.hr), pick(f.baseline, self.baseline),
                             pick(f.hr_delta, self.hr - self.baseline), pick(f.hr_slope, self.slope), rmssd,
-                            pick(f.quality, self.quality), lost, np.where(keep, since, f.since_valid), rej)
+                            pick(f.quality, self.quality), lost, np.where(keep, since, f.since_valid), rej, rej_by)
 
     def _update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None,
                 contact: np.ndarray | None) -> FeatureFrame:
@@ -170,53 +222,36 @@ class FeatureBank:
         in_range = (bpm >= c.min_bpm) & (bpm <= c.max_bpm)
         valid = got & in_range & (contact != 0)
 
-        # RR artefact rejection: physiological bounds, then a jump test against the recent
-        # mean (missed beats double an interval, extra beats split one).
-        rejected = np.zeros(n, dtype=np.int32)
+        # RR intervals: classified one by one (see the module's doc); a short one waits for the next.
+        rejected_by = np.zeros((n, len(REASONS)), dtype=np.int32)
+        self._nn_changed = np.zeros(n, dtype=bool)
         if rr is not None and rr.size:
             rr = np.asarray(rr, dtype=float).reshape(n, -1)
+            stale = self.seen_valid & (t - self.t_valid > c.lost_after_s)  # after a loss, start afresh
+            self.pend[stale] = np.nan
+            self.rr_buf[stale] = np.nan  # no interval, and no successive difference, spans a loss
+            self.nn_mad[stale] = np.nan
             for k in range(rr.shape[1]):
-                x = rr[:, k]
-                present = ~np.isnan(x) & (contact != 0)
-                ok = present & (x >= c.min_rr_ms) & (x <= c.max_rr_ms)
-                ref = self.rr_mean
-                have_ref = ~np.isnan(ref)
-                jump = have_ref & (np.abs(x - ref) > c.rr_jump * np.where(have_ref, ref, 1.0))
-                # When the reported bpm disagrees with the old reference but agrees with x, the
-                # rhythm really changed: accept and re-anchor.
-                agrees_bpm = got & (np.abs(60000.0 / np.where(ok, x, 1.0) - bpm) < 0.2 * bpm)
-                in_bounds = ok.copy()
-                ok &= ~jump | agrees_bpm
-                # A run of rejected intervals that agree with one another is a real change of
-                # rhythm the reference has not followed (e.g. no bpm reported): re-anchor on it.
-                # Missed or extra beats do not form such runs: a normal beat breaks them.
-                jumped = in_bounds & ~ok
-                if jumped.any() or self.rej_run.any():  # (rej_run == 0 ⇔ rej_ref is NaN)
-                    rr_ref = self.rej_ref
-                    agree = jumped & ~np.isnan(rr_ref) & \
-                        (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
-                    self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
-                                            np.where(present, 0, self.rej_run)).astype(np.int32)
-                    self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
-                                            np.where(present, np.nan, self.rej_ref))
-                    reanchor = jumped & (self.rej_run >= c.rr_reanchor)
-                    ok |= reanchor
-                    jump |= reanchor
-                    self.rej_run[reanchor] = 0
-                    self.rej_ref[reanchor] = np.nan
-                bad = present & ~ok
-                rejected += bad.astype(np.int32)
-                # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
-                mark = ok | bad
-                if mark.any():
-                    self.rr_buf[mark, :-1] = self.rr_buf[mark, 1:]
-                    self.rr_buf[mark, -1] = np.where(ok[mark], x[mark], np.nan)
-                    self.rr_mean = np.where(ok, np.where(np.isnan(ref) | jump, x, 0.8 * ref + 0.2 * x),
-                                            self.rr_mean)
+                present = ~np.isnan(rr[:, k]) & (contact != 0)
+                if present.any():
+                    self._classify(rr[:, k], present, got, bpm, rejected_by)
+        rejected = rejected_by.sum(axis=1).astype(np.int32)
+        fresh_nn = self._nn_changed  # the accepted normal-to-normal intervals changed in this update
+        had_rr = np.zeros(n, dtype=bool) if rr is None or not rr.size else \
+            np.any(~np.isnan(rr), axis=1) & (contact != 0)
 
         # Heart rate and its slope.
+        # HR from the accepted NN intervals whenever the reading carried RR (60000 / their mean over the
+        # last ``hr_beats``); a reading whose intervals were all rejected leaves HR where it was.
         prev = self.hr
-        new_hr = np.where(valid, bpm, prev)
+        acc = ~np.isnan(self.rr_buf)
+        last = acc & (np.cumsum(acc[:, ::-1], axis=1)[:, ::-1] <= c.hr_beats)  # the last hr_beats accepted
+        k = last.sum(axis=1)
+        fresh_nn = fresh_nn & (k > 0)
+        nn_hr = 60000.0 * k / np.maximum(np.where(last, self.rr_buf, 0.0).sum(axis=1), 1e-9)
+        from_rr = valid & had_rr
+        new_hr = np.where(from_rr, np.where(fresh_nn, nn_hr, prev), np.where(valid, bpm, prev))
+        valid = valid & ~np.isnan(new_hr)
         first = valid & ~self.seen_valid
         a = 1.0 - np.exp(-dt / c.slope_tau_s)
         inst = np.where(valid & ~first & ~np.isnan(prev), (new_hr - prev) / np.maximum(dt, 1.0), 0.0)
@@ -227,7 +262,7 @@ class FeatureBank:
 
         # Baseline: running mean over the baseline window, then frozen.
         in_window = valid & ~self.base_frozen & (t - self.base_start <= c.baseline_s)
-        self.base_sum += np.where(in_window, bpm, 0.0)
+        self.base_sum += np.where(in_window, new_hr, 0.0)
         self.base_n += in_window
         closing = ~self.base_frozen & (t - self.base_start > c.baseline_s) & (self.base_n > 0)
         self.base_frozen |= closing
@@ -251,7 +286,121 @@ class FeatureBank:
         with np.errstate(invalid="ignore"):
             rmssd = np.sqrt(np.nansum(d * d, axis=1) / np.maximum(cnt, 1))
         rmssd = np.where(cnt >= 2, rmssd, np.nan)
+        if rr is not None and rr.size:
+            # this heart's own beat-to-beat variability for the next intervals' tests: the median absolute
+            # successive difference of the accepted ones, robust to the artefacts that slipped through
+            a = np.sort(np.abs(d), axis=1)  # NaN (no pair) sorts last
+            rows = np.arange(n)
+            lo, hi = a[rows, np.maximum(cnt - 1, 0) // 2], a[rows, np.minimum(cnt // 2, a.shape[1] - 1)]
+            self.nn_mad = np.where(cnt >= 4, np.where(cnt % 2 == 1, lo, 0.5 * (lo + hi)), np.nan)
 
         tt = np.full(n, t, dtype=float)
         return FeatureFrame(tt, self.hr.copy(), self.baseline.copy(), self.hr - self.baseline,
-                            self.slope.copy(), rmssd, self.quality.copy(), lost, since, rejected)
+                            self.slope.copy(), rmssd, self.quality.copy(), lost, since, rejected, rejected_by)
+
+    # ------------------------------------------------------------------ RR intervals
+    def _classify(self, x: np.ndarray, present: np.ndarray, got: np.ndarray, bpm: np.ndarray,
+                  counts: np.ndarray) -> None:
+        """Take one RR interval per patient (where ``present``) and settle what can be settled."""
+        c = self.cfg
+        consumed = np.zeros(self.n, dtype=bool)
+        p = self.pend
+        hp = present & ~np.isnan(p)
+        if hp.any():
+            ref = self.rr_mean
+            refv = np.where(np.isnan(ref), np.inf, ref)
+            pair_sum = p + x
+            ect = hp & (x > refv + self._dev(refv, c.ectopic_long)) & \
+                (np.abs(pair_sum - 2.0 * refv) <= c.pair_tol * refv)
+            ext = hp & ~ect & (np.abs(pair_sum - refv) <= c.pair_tol * refv)
+            pair = ect | ext
+            counts[:, R_ECTOPIC] += 2 * ect
+            counts[:, R_EXTRA] += 2 * ext
+            self._finalise(pair, p, np.zeros(self.n, dtype=bool))
+            self._finalise(pair, x, np.zeros(self.n, dtype=bool))
+            self._judge(hp & ~pair, p, got, bpm, counts)
+            self.pend = np.where(hp, np.nan, self.pend)
+            consumed = pair
+        todo = present & ~consumed
+        ref = self.rr_mean
+        ref0 = np.where(np.isnan(ref), 0.0, ref)
+        hold = todo & ~np.isnan(ref) & (x < ref0 - self._dev(ref0, c.hold_short))
+        self.pend = np.where(hold, x, self.pend)
+        self._judge(todo & ~hold, x, got, bpm, counts)
+
+    def _judge(self, m: np.ndarray, x: np.ndarray, got: np.ndarray, bpm: np.ndarray, counts: np.ndarray) -> None:
+        """Accept or reject interval ``x`` of the patients in ``m`` on its own: bounds, missed beat, jump."""
+        if not m.any():
+            return
+        c = self.cfg
+        # A long interval after an accepted one that was shorter than its reference: a premature beat
+        # too close to the rhythm to be held, and its pause. Both are ectopic; the short one leaves
+        # the NN intervals again (it reached at most one HR update).
+        lr = np.where(np.isnan(self.last_ref), np.inf, self.last_ref)
+        retro = m & (self.last_ok < lr) & (x > lr + self._dev(lr, c.ectopic_long)) & (x < (2.0 - c.pair_tol) * lr)
+        if retro.any():
+            self.rr_buf[retro, -1] = np.nan
+            self.rr_mean = np.where(retro, self.last_ref, self.rr_mean)
+            self._nn_changed |= retro
+            counts[:, R_ECTOPIC] += 2 * retro
+            self._finalise(retro, x, np.zeros(self.n, dtype=bool))
+            m = m & ~retro
+            if not m.any():
+                return
+        in_bounds = m & (x >= c.min_rr_ms) & (x <= c.max_rr_ms)
+        ref = self.rr_mean
+        have_ref = ~np.isnan(ref)
+        refv = np.where(have_ref, ref, 1.0)
+        with np.errstate(invalid="ignore"):
+            mult = np.round(x / refv)
+        missed = m & have_ref & (mult >= 2) & (np.abs(x - mult * refv) <= c.pair_tol * refv)
+        jump = have_ref & (np.abs(x - refv) > c.rr_jump * refv)
+        # When the reported bpm disagrees with the old reference but agrees with x, the rhythm really
+        # changed: accept and re-anchor.
+        agrees_bpm = got & (np.abs(60000.0 / np.where(in_bounds, x, 1.0) - bpm) < 0.2 * bpm)
+        ok = in_bounds & (~jump | agrees_bpm) & ~missed
+        # A run of rejected intervals that agree with one another is a real change of rhythm the
+        # reference has not followed (e.g. no bpm reported): re-anchor on it. Missed or extra beats
+        # do not form such runs: a normal beat breaks them.
+        jumped = in_bounds & ~ok
+        if jumped.any() or self.rej_run.any():  # (rej_run == 0 ⇔ rej_ref is NaN)
+            rr_ref = self.rej_ref
+            agree = jumped & ~np.isnan(rr_ref) & \
+                (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
+            self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
+                                    np.where(m, 0, self.rej_run)).astype(np.int32)
+            self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
+                                    np.where(m, np.nan, self.rej_ref))
+            reanchor = jumped & (self.rej_run >= c.rr_reanchor)
+            ok |= reanchor
+            jump |= reanchor
+            self.rej_run[reanchor] = 0
+            self.rej_ref[reanchor] = np.nan
+        bad = m & ~ok
+        counts[:, R_MISSED] += bad & missed
+        long_ = bad & ~missed & ((x > c.max_rr_ms) | (have_ref & (x > refv)))
+        counts[:, R_LONG] += long_
+        counts[:, R_SHORT] += bad & ~missed & ~long_
+        self._finalise(m, x, ok, reset=jump)
+
+    def _dev(self, ref: np.ndarray, share: float) -> np.ndarray:
+        """How far from the reference an interval must be to count as premature or late: ``share`` of
+        it, or ``ectopic_mad`` median absolute successive NN differences where this heart varies more."""
+        with np.errstate(invalid="ignore"):
+            return np.fmax(share * ref, self.cfg.ectopic_mad * self.nn_mad)
+
+    def _finalise(self, m: np.ndarray, x: np.ndarray, ok: np.ndarray, reset: np.ndarray | None = None) -> None:
+        """Interval ``x`` of the patients in ``m`` is settled: accepted where ``ok``, else an artefact."""
+        if not m.any():
+            return
+        ok = m & ok
+        ref = self.rr_mean
+        self.last_ok = np.where(m, np.where(ok, x, np.nan), self.last_ok)
+        self.last_ref = np.where(m, ref, self.last_ref)
+        # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
+        _push(self.rr_buf, m, np.where(ok, x, np.nan))
+        new_ref = np.isnan(ref) if reset is None else np.isnan(ref) | reset
+        self.rr_mean = np.where(ok, np.where(new_ref, x, 0.8 * ref + 0.2 * x), ref)
+        if ok.any():
+            self.nn_count += ok
+            self._nn_changed |= ok

@@ -2,7 +2,10 @@
 
 Formats (see :mod:`sensors.parsers`): ``line`` one bpm per line; ``csv`` ``bpm,rr1,rr2,…`` (ms);
 ``waveform`` raw PPG or ECG samples at ``fs=`` Hz (``signal=ecg|ppg``, default ``ppg``) turned
-into beats, RR and bpm by :mod:`sensors.beats`.
+into beats, RR and bpm by :mod:`sensors.beats`: one sample per beat (bpm, the RR ending at it),
+1.0–1.5 s after the beat. While the waveform is not a pulse (no contact, a flat or railed signal,
+motion: :func:`sensors.beats.window_quality`), a sample with no bpm and ``contact=False`` every
+0.5 s instead, and a ``signal`` event (``status``: the reason, or ``pulse``) when that changes.
 
 A reader thread does the blocking reads (pyserial), isolated by its own ``try``: I/O errors close
 the port and it is reopened with backoff, for as long as the stream is iterated; junk lines are
@@ -81,6 +84,7 @@ class SerialSource(HRSource):
             self.backoff.reset()
             put(("event", "connected", {"port": self.port_url, "format": self.fmt}))
             tracker = self._new_tracker()
+            analysed, last_status = 0, "starting"
             t0 = None
             error = "closed"
             buf = b""
@@ -110,6 +114,14 @@ class SerialSource(HRSource):
                         t0 = t
                     for b in tracker.push([v]):
                         put(("beat", t0 + b.t, b))
+                    if tracker.analyses != analysed:
+                        analysed = tracker.analyses
+                        status = tracker.status
+                        if status != last_status:
+                            put(("event", "signal", {"status": status or "pulse", "signal": self.kind}))
+                            last_status = status
+                        if status:  # not a pulse: say so (contact False) rather than stay silent
+                            put(("nopulse", t0 + tracker.bad_until / tracker.fs, status))
             except Exception as e:  # noqa: BLE001 — unplugged, EIO, …: close and reopen
                 error = f"{type(e).__name__}: {e}"
                 if buf:
@@ -143,6 +155,8 @@ class SerialSource(HRSource):
     def _sample(self, item: tuple) -> Sample | None:
         """Turn a reader item into a sample, or count and report why not."""
         kind, t = item[0], item[1]
+        if kind == "nopulse":
+            return Sample(t, time.time() - (self.clock() - t), math.nan, (), False, self.url)
         try:
             if kind == "beat":
                 b = item[2]

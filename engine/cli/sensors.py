@@ -88,6 +88,7 @@ def cmd_stream(args) -> int:
         on_event(ev)
     src.on_event = on_event
     last = [0.0]
+    rr_rejected: dict[str, int] = {}  # RR intervals the features left out, per reason
 
     async def main() -> int:
         n = 0
@@ -101,10 +102,12 @@ def cmd_stream(args) -> int:
                 contact = np.array([-1 if s.contact is None else int(s.contact)], dtype=np.int8)
                 f = bank.update(t, np.array([s.bpm]), rr, contact)
                 q = float(f.quality[0])
+                for k, v in f.rejected_reasons().items():
+                    rr_rejected[k] = rr_rejected.get(k, 0) + v
                 if args.json:
                     d = s.to_dict()
                     d.update(t=round(s.t, 4), quality=round(q, 4), hr=_num(f.hr[0]), rmssd=_num(f.rmssd[0]),
-                             rr_rejected=int(f.rejected_rr[0]))
+                             rr_rejected=int(f.rejected_rr[0]), rr_rejected_by=f.rejected_reasons())
                     print(json.dumps(d), flush=True)
                 else:
                     bpm = "-" if math.isnan(s.bpm) else f"{s.bpm:g}"
@@ -125,4 +128,7 @@ def cmd_stream(args) -> int:
         if src.rejected:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(src.rejected.items()))
             print(f"exposure: rejected input: {counts}", file=sys.stderr, flush=True)
+        if rr_rejected:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(rr_rejected.items()))
+            print(f"exposure: RR intervals left out of HR and RMSSD: {counts}", file=sys.stderr, flush=True)
     return 0

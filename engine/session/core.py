@@ -222,8 +222,8 @@ class SessionCore:
                                  f.rmssd[0], f.quality[0], bool(f.lost[0]),
                                  self.behaviour.get("look_away")))
             rej = int(f.rejected_rr[0])
-            if rej:
-                w.write("events", (t, "rr_rejected", {"count": rej}))
+            if rej:  # count and reasons (ectopic, missed, extra, long, short): sensors.features.REASONS
+                w.write("events", (t, "rr_rejected", {"count": rej, "reasons": f.rejected_reasons()}))
 
     def observation(self, now: float | None = None) -> Observation:
         look = self.behaviour.get("look_away")

@@ -52,24 +52,67 @@ def test_rmssd_value():
     assert f.rejected_rr[0] == 0
 
 
+def _steady(b, n=10, rr=800.0, bpm=75.0):
+    for i in range(n):
+        f = feed(b, float(i + 1), bpm, [rr])
+    return f, float(n)
+
+
 def test_missed_and_extra_beats_and_short_spikes_are_rejected():
     b = FeatureBank(1)
-    t = 0.0
-    for _ in range(10):
-        t += 1
-        feed(b, t, 75.0, [800.0])
+    _, t = _steady(b)
     f = feed(b, t + 1, 75.0, [1600.0])  # a missed beat
-    assert f.rejected_rr[0] == 1
+    assert f.rejected_reasons() == {"missed": 1}
     f = feed(b, t + 2, 75.0, [400.0, 400.0])  # an extra beat splits one interval
-    assert f.rejected_rr[0] == 2
-    f = feed(b, t + 3, 75.0, [120.0])  # a spurious short interval
-    assert f.rejected_rr[0] == 1
-    for k in range(4):
-        f = feed(b, t + 4 + k, 75.0, [810.0 if k % 2 else 790.0])
+    assert f.rejected_reasons() == {"extra": 2}
+    f = feed(b, t + 3, 75.0, [120.0])  # a spurious short interval: settled with the next one
     assert f.rejected_rr[0] == 0
-    # RMSSD only over successive accepted intervals: in the 16-interval window, 7 differences of
-    # 0 among the 800s and 3 of 20 ms; none across the artefacts (800 → 790 would add one of 10)
-    assert f.rmssd[0] == pytest.approx(np.sqrt(3 * 20.0 ** 2 / 10))
+    f = feed(b, t + 4, 75.0, [680.0])  # …which it split from a normal one
+    assert f.rejected_reasons() == {"extra": 2}
+    f = feed(b, t + 5, 75.0, [1200.0])  # too long, and no whole multiple of the reference
+    assert f.rejected_reasons() == {"long": 1}
+    for k in range(4):
+        f = feed(b, t + 6 + k, 75.0, [810.0 if k % 2 else 790.0])
+    assert f.rejected_rr[0] == 0
+    # RMSSD only over successive accepted intervals: in the 16-interval window, 5 differences of
+    # 0 among the 800s and 3 of 20 ms; none across the artefacts
+    assert f.rmssd[0] == pytest.approx(np.sqrt(3 * 20.0 ** 2 / 8))
+    assert f.hr[0] == pytest.approx(60000.0 / np.mean([800.0, 790.0, 810.0, 790.0, 810.0]))
+
+
+def test_ectopic_beat_and_its_pause_stay_out_of_hr_and_rmssd():
+    b = FeatureBank(1)
+    f, t = _steady(b)
+    assert f.rmssd[0] == pytest.approx(0.0)
+    f = feed(b, t + 1, 75.0, [600.0])  # premature (25 % early)…
+    assert f.rejected_rr[0] == 0 and f.hr[0] == pytest.approx(75.0)
+    f = feed(b, t + 2, 75.0, [1000.0])  # …and the compensatory pause
+    assert f.rejected_reasons() == {"ectopic": 2}
+    assert f.hr[0] == pytest.approx(75.0) and f.rmssd[0] == pytest.approx(0.0)
+    # a premature beat without a full pause (sum 1.95 references) is ectopic as well
+    f = feed(b, t + 3, 75.0, [640.0])
+    f = feed(b, t + 4, 75.0, [920.0])
+    assert f.rejected_reasons() == {"ectopic": 2}
+    # one too close to the rhythm to be held (7.5 % early) is taken back when its pause comes
+    f = feed(b, t + 4.5, 75.0, [740.0])
+    assert f.rejected_rr[0] == 0 and b.rr_buf[0, -1] == 740.0
+    f = feed(b, t + 4.7, 75.0, [1000.0])
+    assert f.rejected_reasons() == {"ectopic": 2}
+    assert 740.0 not in b.rr_buf[0] and f.hr[0] == pytest.approx(75.0)
+    # a merely short interval (sinus arrhythmia) is accepted once the next one shows no pattern
+    f = feed(b, t + 5, 75.0, [690.0])
+    f = feed(b, t + 6, 75.0, [760.0])
+    assert f.rejected_rr[0] == 0 and np.nanmin(b.rr_buf) == 690.0
+
+
+def test_hr_comes_from_accepted_rr_not_the_device_bpm():
+    b = FeatureBank(1)
+    f, t = _steady(b, rr=800.0, bpm=90.0)  # a device whose bpm disagrees with its own RR
+    assert f.hr[0] == pytest.approx(75.0) and f.baseline[0] == pytest.approx(75.0)
+    f = feed(b, t + 1, 140.0, [1600.0])  # a missed beat with a bpm built from it: HR holds
+    assert f.hr[0] == pytest.approx(75.0) and f.rejected_reasons() == {"missed": 1}
+    f = feed(b, t + 2, 66.0)  # no RR in this reading: the reported bpm it is
+    assert f.hr[0] == pytest.approx(66.0)
 
 
 def test_real_change_of_rhythm_without_bpm_is_followed():
@@ -80,7 +123,9 @@ def test_real_change_of_rhythm_without_bpm_is_followed():
     for i in range(10):
         rej.append(int(feed(b, float(11 + i), NAN, [560.0 + (i % 2) * 10]).rejected_rr[0]))
     cfg = FeatureConfig()
-    assert rej == [1] * (cfg.rr_reanchor - 1) + [0] * (10 - cfg.rr_reanchor + 1)
+    # each short interval waits for the next one (no ectopic or extra pattern), then is judged alone
+    assert rej == [0] + [1] * (cfg.rr_reanchor - 1) + [0] * (10 - cfg.rr_reanchor)
+    assert b.rr_mean[0] == pytest.approx(565.0, abs=10.0)
     # alternating missed beats never form such a run
     b = FeatureBank(1)
     for i in range(10):
@@ -124,6 +169,6 @@ def test_vectorised_equals_one_by_one(stream, n):
         fb = big.update(t, bpms, rrs, cs)
         for k in range(n):
             f1 = banks[k].update(t, bpms[k:k + 1], rrs[k:k + 1], cs[k:k + 1])
-            for name in ("hr", "baseline", "hr_slope", "rmssd", "quality", "lost", "rejected_rr"):
+            for name in ("hr", "baseline", "hr_slope", "rmssd", "quality", "lost", "rejected_rr", "rejected_by"):
                 a, c = getattr(fb, name)[k], getattr(f1, name)[0]
-                assert (np.isnan(a) and np.isnan(c)) or a == pytest.approx(c), name
+                assert np.array_equal(a, c, equal_nan=True) or a == pytest.approx(c), name
