@@ -142,14 +142,59 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
+class _UnfinishedHandshake(logging.Filter):
+    """Drops uvicorn's "ASGI callable returned without completing handshake." ERROR after a
+    handshake *we* refused with an HTTP response (uvicorn's websockets-sansio protocol does not
+    count that response as finishing the handshake, so it logs every refusal as an error: any web
+    page the therapist visits could fill the session terminal). Only as many records are dropped
+    as refusals were sent; any other such error still shows."""
+
+    MESSAGE = "ASGI callable returned without completing handshake."
+
+    def __init__(self):
+        super().__init__()
+        self.pending = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.pending > 0 and record.getMessage() == self.MESSAGE:
+            self.pending -= 1
+            return False
+        return True
+
+
+UNFINISHED_HANDSHAKE = _UnfinishedHandshake()
+
+
+class RefusalLog:
+    """Refused WebSocket handshakes: counted always, logged once per ``every_s`` with the count."""
+
+    def __init__(self, every_s: float = 60.0, clock=time.monotonic):
+        self.every_s = every_s
+        self.clock = clock
+        self.unlogged = 0
+        self.total = 0
+        self._last = -math.inf
+
+    def refused(self, why: str) -> None:
+        self.total += 1
+        self.unlogged += 1
+        now = self.clock()
+        if now - self._last >= self.every_s:
+            log.warning("console: %d WebSocket connection(s) refused since the last report (latest: %s); "
+                        "%d in all", self.unlogged, why, self.total)
+            self.unlogged = 0
+            self._last = now
+
+
 class TokenGate:
     """ASGI middleware: the only door. Checks the token (and Origin) before any route runs."""
 
-    def __init__(self, app, token: str, state: ConsoleState, origins: set[str]):
+    def __init__(self, app, token: str, state: ConsoleState, origins: set[str], refusals: RefusalLog | None = None):
         self.app = app
         self._token = token.encode()
         self.state = state
         self.origins = origins
+        self.refusals = refusals or RefusalLog()
 
     def token_ok(self, presented: str | None) -> bool:
         if not presented:
@@ -266,7 +311,10 @@ class TokenGate:
 
             await self.app(scope, receive_again, send)
             return
+        self.state.stats["ws_refused"] += 1
+        self.refusals.refused(f"{status} {detail.decode().split(':')[0]}")
         if "websocket.http.response" in scope.get("extensions", {}):
+            UNFINISHED_HANDSHAKE.pending += 1
             await send({"type": "websocket.http.response.start", "status": status,
                         "headers": [(b"content-type", b"text/plain; charset=utf-8"), *SECURITY_HEADERS]})
             await send({"type": "websocket.http.response.body", "body": detail})
@@ -428,7 +476,8 @@ async def ws(websocket: WebSocket):
 
 
 # ------------------------------------------------------------------------------ the app
-def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda: None) -> FastAPI:
+def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda: None,
+              refusals: RefusalLog | None = None) -> FastAPI:
     app = FastAPI(
         title="Exposure therapist console", version="1",
         description="Live state and therapist commands of one running exposure session.\n\n"
@@ -457,7 +506,10 @@ def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda:
     app.state.console = state
     app.state.mirror = mirror
     app.state.clients = set()
-    app.add_middleware(TokenGate, token=token, state=state, origins=origins)
+    app.add_middleware(TokenGate, token=token, state=state, origins=origins, refusals=refusals)
+    uv = logging.getLogger("uvicorn.error")
+    if UNFINISHED_HANDSHAKE not in uv.filters:
+        uv.addFilter(UNFINISHED_HANDSHAKE)
     return app
 
 

@@ -326,6 +326,112 @@ def test_a_note_with_a_lone_surrogate_is_refused_before_anything_is_applied(tmp_
         assert notes == ["fine \u00e9\u4e2d"]
 
 
+# ------------------------------------------------------------------------------ refusals, errors, docs
+def test_refused_websocket_handshakes_are_counted_and_logged_once_in_a_while(tmp_path):
+    import logging
+
+    records_seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records_seen.append(record)
+
+    keep = Keep(level=logging.DEBUG)
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn", "engine.console.app")]
+    for lg in loggers:
+        lg.addHandler(keep)
+    try:
+        with live_console(tmp_path) as (s, h, c):
+            for i in range(30):
+                sub = [] if i % 2 else [f"bearer.{h.token}x"]
+                with pytest.raises(InvalidStatus) as e:
+                    ws_connect(_ws_url(h), subprotocols=sub or None, open_timeout=10)
+                assert e.value.response.status_code == 401
+                assert e.value.response.headers["cache-control"] == "no-store"
+            with pytest.raises(InvalidStatus):
+                ws_connect(_ws_url(h), subprotocols=[f"bearer.{h.token}"], origin="http://evil.example",
+                           open_timeout=10)
+            assert c.get("/api/state").json()["console"]["ws_refused"] == 31
+    finally:
+        for lg in loggers:
+            lg.removeHandler(keep)
+    errors = [r for r in records_seen if r.levelno >= logging.ERROR]
+    assert errors == []
+    warnings = [r.getMessage() for r in records_seen if r.levelno == logging.WARNING and "refused" in r.getMessage()]
+    assert len(warnings) == 1 and "1 in all" in warnings[0]  # the first; the rest wait for the next minute
+
+
+def test_a_refusal_log_reports_counts_at_most_once_per_period():
+    from engine.console.app import RefusalLog
+
+    now = [0.0]
+    rl = RefusalLog(every_s=60, clock=lambda: now[0])
+    logged = []
+    import logging
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    lg = logging.getLogger("engine.console.app")
+    k = Keep()
+    lg.addHandler(k)
+    try:
+        for i in range(1000):
+            now[0] = i * 0.5  # 500 s of refusals, two a second
+            rl.refused("401 missing or wrong token")
+    finally:
+        lg.removeHandler(k)
+    assert rl.total == 1000
+    assert len(logged) == 9  # t = 0, 60, 120, ... 480
+    assert logged[1].startswith("console: 120 WebSocket")
+
+
+def test_error_responses_carry_the_security_headers(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        step(s)
+
+        def boom():
+            raise RuntimeError("mirror broke")
+
+        h._app.state.mirror = boom
+        answers = [c.get("/nope"), c.delete("/api/state"), c.post("/api/command", content=b"{"),
+                   c.post("/api/command", json={"type": "launch"}), c.post("/api/command", content=b"x" * 20000),
+                   httpx.get(base_url(h) + "/api/state"), c.post("/api/command", json={"type": "pause"},
+                                                                 headers={"Origin": "http://evil.example"}),
+                   c.get("/api/mirror.png"), c.get("/static/none.js")]
+        assert [r.status_code for r in answers] == [404, 405, 400, 422, 413, 401, 403, 500, 404]
+        for r in answers:
+            assert r.headers["cache-control"] == "no-store", r
+            assert r.headers["x-frame-options"] == "DENY"
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+            assert r.headers["x-content-type-options"] == "nosniff"
+        assert answers[7].json() == {"detail": "internal error of the console (logged)"}
+        assert c.get("/api/state").json()["console"]["server_errors"] == 1
+
+
+def test_the_api_page_loads_nothing_from_another_host(tmp_path):
+    import re
+
+    with live_console(tmp_path) as (s, h, c):
+        r = c.get("/docs")
+        assert r.status_code == 200
+        csp = r.headers["content-security-policy"]
+        assert "http" not in csp and "script-src 'self'" in csp
+        refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert refs and all(x.startswith("/") or x.startswith("data:") for x in refs), refs
+        with httpx.Client(base_url=base_url(h)) as anon:  # public, as the page needs them before the token
+            for ref in refs:
+                if ref.startswith("/"):
+                    got = anon.get(ref)
+                    assert got.status_code == 200 and len(got.content) > 1000, ref
+        assert b"SwaggerUIBundle" in anon_get(h, "/static/swagger/swagger-ui-bundle.js")
+
+
+def anon_get(h, path):
+    return httpx.get(base_url(h) + path).content
+
+
 # ------------------------------------------------------------------------------ fuzzing
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
                     | st.text(max_size=20),
