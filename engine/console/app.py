@@ -108,12 +108,16 @@ class ConsoleState:
         self._last_t = -math.inf
         self._last_change = None
         self.ended = False
+        self.guard = None  # the server's ConnectionGuard, for its counts
 
     def state(self) -> dict:
         s = dict(self.core.snapshot())
         s["session_id"] = self.session.id
         s["mirror"] = self.session.mirror_png is not None
         s["console"] = dict(self.stats)
+        guard = self.guard
+        if guard is not None:
+            s["console"].update({f"connections_{k}": v for k, v in guard.stats.items()})
         return clean(s)
 
     def sample(self) -> None:
@@ -189,8 +193,10 @@ class RefusalLog:
 class TokenGate:
     """ASGI middleware: the only door. Checks the token (and Origin) before any route runs."""
 
-    def __init__(self, app, token: str, state: ConsoleState, origins: set[str], refusals: RefusalLog | None = None):
+    def __init__(self, app, token: str, state: ConsoleState, origins: set[str], refusals: RefusalLog | None = None,
+                 guard=None):
         self.app = app
+        self.guard = guard
         self._token = token.encode()
         self.state = state
         self.origins = origins
@@ -281,6 +287,8 @@ class TokenGate:
                                                      "when the session starts)"},
                         [(b"www-authenticate", b'Bearer realm="exposure-console"')])
             return
+        if self.guard is not None:
+            self.guard.trust(scope.get("client"))
         if method not in ("GET", "HEAD", "OPTIONS") and not self.origin_ok(scope):
             self.state.stats["forbidden_origin"] += 1
             await _json(send_secure, 403, {"detail": "request from another site refused (Origin)"})
@@ -300,6 +308,8 @@ class TokenGate:
             self.state.stats["forbidden_origin"] += 1
             status, detail = 403, b"WebSocket from another site refused (Origin)"
         if status is None:
+            if self.guard is not None:
+                self.guard.trust(scope.get("client"))
             replayed = False
 
             async def receive_again():
@@ -477,7 +487,7 @@ async def ws(websocket: WebSocket):
 
 # ------------------------------------------------------------------------------ the app
 def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda: None,
-              refusals: RefusalLog | None = None) -> FastAPI:
+              refusals: RefusalLog | None = None, guard=None) -> FastAPI:
     app = FastAPI(
         title="Exposure therapist console", version="1",
         description="Live state and therapist commands of one running exposure session.\n\n"
@@ -506,7 +516,8 @@ def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda:
     app.state.console = state
     app.state.mirror = mirror
     app.state.clients = set()
-    app.add_middleware(TokenGate, token=token, state=state, origins=origins, refusals=refusals)
+    app.add_middleware(TokenGate, token=token, state=state, origins=origins, refusals=refusals, guard=guard)
+    app.state.guard = guard
     uv = logging.getLogger("uvicorn.error")
     if UNFINISHED_HANDSHAKE not in uv.filters:
         uv.addFilter(UNFINISHED_HANDSHAKE)
