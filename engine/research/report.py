@@ -319,7 +319,7 @@ def write_report(path: Path, out: Path, force: bool = False) -> Path:
         raise StoreError(f"{out} already exists; choose another --out or pass --force")
     page = build_report(path)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new folder is private
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
     except OSError as e:
         raise StoreError(f"cannot write {out}: {e.strerror}") from None

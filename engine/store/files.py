@@ -78,12 +78,40 @@ def validate_patient(pid: str) -> str:
     return pid
 
 
-def ensure_dir(d: Path) -> Path:
+def private_dir(d: Path, what: str = "folder") -> Path:
+    """A folder for patient data: created 0700 whatever the umask; an existing one that others
+    can read or enter is tightened to 0700 with a warning."""
     d = Path(d).expanduser()
     try:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = d.stat()
     except OSError as e:
-        raise StoreError(f"cannot create sessions dir {d}: {e.strerror}; choose another with --sessions-dir") from None
+        raise StoreError(f"cannot create {what} {d}: {e.strerror}") from None
+    if not d.is_dir():
+        raise StoreError(f"{what} {d} is not a folder")
+    if st.st_mode & 0o077:
+        try:
+            os.chmod(d, 0o700)
+        except OSError as e:
+            log.warning("%s %s is open to other users (%o) and could not be made private: %s",
+                        what, d, st.st_mode & 0o777, e.strerror)
+        else:
+            log.warning("%s %s was open to other users (%o); made private (700): it holds patient data",
+                        what, d, st.st_mode & 0o777)
+    return d
+
+
+def private_file(path: Path) -> Path:
+    """Make a file of patient data readable by its owner only (0600)."""
+    os.chmod(path, 0o600)
+    return path
+
+
+def ensure_dir(d: Path) -> Path:
+    try:
+        d = private_dir(d, "sessions dir")
+    except StoreError as e:
+        raise StoreError(f"{e}; choose another with --sessions-dir") from None
     if not os.access(d, os.W_OK | os.X_OK):
         raise StoreError(f"sessions dir {d} is not writable; choose another with --sessions-dir")
     return d
