@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from engine import __version__
@@ -195,7 +196,7 @@ def cmd_sessions(args) -> int:
         return 0
     print(f"sessions in {d}:")
     if not rows:
-        print("  (none yet: try 'exposure demo')")
+        print("  (none readable: see the warnings above)" if problems else "  (none yet: try 'exposure demo')")
     for r in rows:
         print(f"  {r['id']}  patient {r['patient']}  {r['scene']}  {r['start']}  "
               f"{r['duration_s'] / 60:.1f} min  {r['samples']} samples  {r['controller']}  {r['ended']}")
@@ -267,13 +268,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS + (UserError,) as e:
-        print(f"exposure: error: {e}", file=sys.stderr)
+        print(f"exposure: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("exposure: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a file or folder the user can fix (permissions, a full disk, …)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"exposure: error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a defect of ours: one line, the traceback only when asked (-v)
+        if getattr(args, "verbose", False):
+            traceback.print_exc(file=sys.stderr)
+        print(f"exposure: internal error ({type(e).__name__}: {_one_line(e)}); "
+              "run again with -v to see where, and report it", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return msg[0] if msg else type(e).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -107,7 +107,24 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def check_sessions_dir(d: Path) -> Path:
+    """A sessions folder to read: an error that says what is wrong if it is a file or unreadable
+    (a missing folder is fine: it has no sessions yet)."""
+    d = Path(d).expanduser()
+    try:
+        if d.exists() and not d.is_dir():
+            raise StoreError(f"--sessions-dir {d} is a file, not a folder; point it at the folder of session files")
+    except OSError as e:  # the folder above cannot be entered
+        raise StoreError(f"cannot read sessions dir {d}: {e.strerror}") from None
+    if d.exists() and not os.access(d, os.R_OK | os.X_OK):
+        raise StoreError(f"cannot read sessions dir {d}: permission denied (ask its owner, or choose "
+                         "another with --sessions-dir)")
+    return d
+
+
 def ensure_dir(d: Path) -> Path:
+    if Path(d).expanduser().is_file():
+        raise StoreError(f"--sessions-dir {d} is a file, not a folder; choose a folder with --sessions-dir")
     try:
         d = private_dir(d, "sessions dir")
     except StoreError as e:
@@ -288,8 +305,15 @@ class SessionReader:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"no session file at {self.path}")
+        try:
+            if not self.path.exists():
+                raise StoreError(f"no session file at {self.path}")
+            if self.path.is_dir():
+                raise StoreError(f"{self.path} is a folder, not a session file")
+        except OSError as e:
+            raise StoreError(f"cannot read {self.path}: {e.strerror}") from None
+        if not os.access(self.path, os.R_OK):
+            raise StoreError(f"cannot read {self.path}: permission denied")
         #: one line per thing that could not be read (damage, older schema); empty when whole
         self.problems: list[str] = []
         self.damaged = False
@@ -437,7 +461,7 @@ class SessionReader:
 
 def list_sessions(sessions_dir: Path) -> tuple[list[SessionInfo], list[str]]:
     """All sessions in a directory, oldest first, and one line per file that could not be read."""
-    d = Path(sessions_dir).expanduser()
+    d = check_sessions_dir(sessions_dir)
     if not d.exists():
         return [], []
     infos, problems = [], []
@@ -454,9 +478,12 @@ def list_sessions(sessions_dir: Path) -> tuple[list[SessionInfo], list[str]]:
 def find_session(sessions_dir: Path, ref: str) -> Path:
     """A session by id, unique id prefix, or path."""
     p = Path(ref).expanduser()
-    if p.suffix == SUFFIX and p.exists():
-        return p
-    d = Path(sessions_dir).expanduser()
+    try:
+        if p.suffix == SUFFIX and p.exists():
+            return p
+    except OSError as e:
+        raise StoreError(f"cannot read {p}: {e.strerror}") from None
+    d = check_sessions_dir(sessions_dir)
     exact = d / f"{ref}{SUFFIX}"
     if exact.exists():
         return exact

@@ -1,0 +1,90 @@
+"""No traceback reaches a user: unreadable folders and files, a file given as a folder, in real
+child processes. As root, permissions are bypassed, so the child runs without the capabilities
+that bypass them (setpriv); the test skips with a reason when that is not possible."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from tests.conftest import ROOT, cli_env, run_cli
+
+pytestmark = pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
+                                reason="running as root without setpriv: permissions cannot be denied")
+
+
+def run_denied(*args):
+    """``exposure ARGS`` as a process that file permissions apply to."""
+    import subprocess
+    import sys
+
+    pre = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    return subprocess.run([*pre, sys.executable, "-m", "engine", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=cli_env(PYTHONDONTWRITEBYTECODE="1"), cwd=ROOT)
+
+
+def one_line(p, *needles):
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("exposure: error:"), p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rec") / "D"
+    run_cli("run", "--display", "none", "--console", "off", "--speed", "max", "--duration", "1m",
+            "--sessions-dir", d, check=True)
+    return d, next(d.glob("*.session"))
+
+
+def test_an_unreadable_sessions_folder_is_one_line_for_every_command(tmp_path, recorded):
+    d, path = recorded
+    locked = tmp_path / "locked"
+    shutil.copytree(d, locked)
+    os.chmod(locked, 0)
+    try:
+        for args in (["sessions"], ["replay", path.stem, "--speed", "max"], ["report", path.stem, "--out",
+                     tmp_path / "r.html"], ["export", path.stem, "--out", tmp_path / "X"]):
+            one_line(run_denied(*args, "--sessions-dir", locked), "cannot read sessions dir", "permission denied")
+    finally:
+        os.chmod(locked, stat.S_IRWXU)
+
+
+def test_an_unreadable_session_file_is_reported_as_unreadable_not_corrupt(tmp_path, recorded):
+    d, path = recorded
+    here = tmp_path / "D"
+    shutil.copytree(d, here)
+    f = here / path.name
+    os.chmod(f, 0)
+    p = run_denied("sessions", "--sessions-dir", here)
+    assert p.returncode == 0 and "Traceback" not in p.stderr
+    assert f"cannot read {f}: permission denied" in p.stderr and "corrupt" not in p.stderr
+    assert "none yet" not in p.stdout and "none readable" in p.stdout
+    one_line(run_denied("report", path.stem, "--out", tmp_path / "r.html", "--sessions-dir", here),
+             "cannot read", "permission denied")
+
+
+def test_a_sessions_dir_that_is_a_file_says_so(tmp_path, recorded):
+    _, path = recorded
+    for args in (["sessions"], ["replay", "x"], ["report", "x", "--out", tmp_path / "r.html"],
+                 ["run", "--display", "none", "--console", "off", "--duration", "1m"]):
+        one_line(run_cli(*args, "--sessions-dir", path), "is a file, not a folder")
+
+
+def test_an_unexpected_error_is_one_line_with_a_hint(tmp_path):
+    # a report written into a folder that cannot be entered: the OS error, in one line
+    d = tmp_path / "closed"
+    d.mkdir()
+    os.chmod(d, 0)
+    try:
+        p = run_denied("report", "x", "--out", d / "sub" / "r.html", "--sessions-dir", tmp_path / "none")
+        one_line(p)
+    finally:
+        os.chmod(d, stat.S_IRWXU)
