@@ -200,6 +200,8 @@ def cmd_sessions(args) -> int:
     for r in rows:
         print(f"  {r['id']}  patient {r['patient']}  {r['scene']}  {r['start']}  "
               f"{r['duration_s'] / 60:.1f} min  {r['samples']} samples  {r['controller']}  {r['ended']}")
+        if r["damaged"]:
+            print(f"      DAMAGED: {'; '.join(r['problems'])}")
     return 0
 
 

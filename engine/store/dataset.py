@@ -203,6 +203,7 @@ def export_all(sessions_dir: Path, fmt: str, out: Path, force: bool = False, str
                 warnings.append(str(e))
                 continue
             with reader:
+                reader.verify()
                 scene = _part(reader.meta.get("scene"), "unknown")
                 pat = reader.meta.get("patient")
                 patient = pat if isinstance(pat, str) and PATIENT_RE.match(pat) else "unknown"

@@ -78,6 +78,7 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
                     pq.write_table(t, p)
                     counts[kind] = t.num_rows
                 private_file(p)
+            r.verify()
             if r.damaged:  # the reader reads around damage; a single export is all or nothing
                 raise sqlite3.DatabaseError(r.problems[0])
         for kind in EXPORT_KINDS:

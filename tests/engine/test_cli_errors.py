@@ -78,13 +78,22 @@ def test_a_sessions_dir_that_is_a_file_says_so(tmp_path, recorded):
         one_line(run_cli(*args, "--sessions-dir", path), "is a file, not a folder")
 
 
-def test_an_unexpected_error_is_one_line_with_a_hint(tmp_path):
-    # a report written into a folder that cannot be entered: the OS error, in one line
-    d = tmp_path / "closed"
-    d.mkdir()
-    os.chmod(d, 0)
-    try:
-        p = run_denied("report", "x", "--out", d / "sub" / "r.html", "--sessions-dir", tmp_path / "none")
-        one_line(p)
-    finally:
-        os.chmod(d, stat.S_IRWXU)
+def test_a_defect_is_one_line_and_its_traceback_only_with_verbose(tmp_path, monkeypatch, capsys):
+    # a defect cannot be produced on purpose from outside; this one is injected into one command
+    import signal
+
+    import engine.cli as cli
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # main() would take over the test's SIGTERM
+
+    def broken(_):
+        raise RuntimeError("something we did not foresee\nsecond line")
+
+    monkeypatch.setattr(cli, "list_sessions", broken)
+    assert cli.main(["sessions", "--sessions-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["exposure: internal error (RuntimeError: something we did not foresee); "
+                                        "run again with -v to see where, and report it"]
+    assert cli.main(["-v", "sessions", "--sessions-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("exposure: internal error")

@@ -17,7 +17,7 @@ import pytest
 
 from engine.cli import main
 from engine.research.replay import ReplaySession, counterfactual, load_log, rederive
-from engine.store.files import SessionReader, list_sessions
+from engine.store.files import SessionReader, list_sessions, table_digests
 from policy.controllers import Ladder, register_controller
 from tests.conftest import ROOT, cli_env, run_cli
 from tests.engine.research_sessions import record
@@ -77,6 +77,9 @@ def test_a_decision_that_differs_from_the_record_is_reported(tmp_path):
     db = sqlite3.connect(path)
     rowid = db.execute("SELECT rowid FROM decisions ORDER BY rowid LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
     db.execute("UPDATE decisions SET target_after = target_after + 0.05 WHERE rowid = ?", (rowid,))
+    # a record that differs from what this software re-derives, written whole (checksums to match):
+    # a mismatch, not damage
+    db.execute("UPDATE meta SET value = ? WHERE key = 'digests'", (json.dumps(table_digests(db)),))
     db.commit()
     db.close()
     res = rederive(load_log(path))
