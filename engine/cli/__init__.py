@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import traceback
@@ -21,6 +22,7 @@ from engine.session.live import (
     ConfigError,
     Session,
     SessionConfig,
+    Terminated,
     default_sessions_dir,
     parse_console,
     parse_duration,
@@ -255,12 +257,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sigterm(signum, frame):  # noqa: ARG001
-    raise KeyboardInterrupt
+    raise Terminated
+
+
+#: options whose value may look like a negative number ("--duration -5m"): argparse would take
+#: it for an option and say "expected one argument"; joined as "--duration=-5m", the value's
+#: own check says what is wrong with it
+_VALUE_OPTIONS = ("--duration", "--from", "--speed", "--timeout", "--count")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _VALUE_OPTIONS and i + 1 < len(argv) and re.match(r"^-[\d.]", argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -272,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS + (UserError,) as e:
         print(f"exposure: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("exposure: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("exposure: terminated" if isinstance(e, Terminated) else "exposure: interrupted", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:
         return 0
     except OSError as e:  # a file or folder the user can fix (permissions, a full disk, …)

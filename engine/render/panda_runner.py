@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from engine.session.clock import SimClock
 from engine.session.commands import CommandError
-from engine.session.live import ConfigError, Session, SessionConfig
+from engine.session.live import ConfigError, Session, SessionConfig, interrupted_reason
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +311,8 @@ class Runner:
                     wait = 1.0 / FRAME_RATE - (time.monotonic() - t_frame)
                     if wait > 0:
                         time.sleep(wait)
-        except KeyboardInterrupt:
-            self.done = "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as e:
+            self.done = interrupted_reason(e)
         return self.done or "completed"
 
     def close(self) -> None:
@@ -345,10 +345,15 @@ def run_rendered(cfg: SessionConfig, out, on_start) -> tuple[Session, str]:
     try:
         session.start_io()
         on_start(session, out)
-        runner = Runner(session, mode, stereo=xr)
+        try:
+            runner = Runner(session, mode, stereo=xr)
+        except Exception as e:
+            why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            reason = f"could not start: the {mode} display did not open ({why})"
+            raise
         reason = runner.run()
-    except KeyboardInterrupt:
-        reason = "interrupted (Ctrl-C)"
+    except KeyboardInterrupt as e:
+        reason = interrupted_reason(e)
     finally:
         if runner is not None:
             try:

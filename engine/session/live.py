@@ -59,6 +59,8 @@ _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*$")
 def parse_duration(text: str) -> float:
     """'45m', '90s', '1.5h' or plain seconds → seconds."""
     m = _DUR.match(str(text))
+    if not m and str(text).startswith("-") and _DUR.match(str(text)[1:]):
+        raise ConfigError(f"--duration {text!r}: a duration must be positive (e.g. 45m, 90s or 1h)")
     if not m:
         raise ConfigError(f"--duration {text!r} is not a duration: use e.g. 45m, 90s or 1h")
     v = float(m.group(1))
@@ -259,8 +261,8 @@ class Session:
                 nxt = min(t + cfg.tick_s, end)
                 clock.sleep_until(nxt, self.stop_event)
                 t = max(nxt, clock.now())
-        except KeyboardInterrupt:
-            reason = "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as e:
+            reason = interrupted_reason(e)
         finally:
             self.close(reason)
         return self.core.end_reason or reason
@@ -283,6 +285,14 @@ class Session:
 
 def _takes_scene(name: str) -> bool:
     return name == "policy"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, ``kill``): ends the session as Ctrl-C does, recorded as such."""
+
+
+def interrupted_reason(e: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
 
 
 def summarize(path: Path) -> dict:

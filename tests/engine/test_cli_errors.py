@@ -97,3 +97,52 @@ def test_a_defect_is_one_line_and_its_traceback_only_with_verbose(tmp_path, monk
     assert cli.main(["-v", "sessions", "--sessions-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("exposure: internal error")
+
+
+def test_a_negative_duration_gets_its_own_words(tmp_path):
+    for cmd in (["run", "--display", "none", "--console", "off"], ["demo"]):
+        one_line(run_cli(*cmd, "--duration", "-5m", "--sessions-dir", tmp_path / "D"),
+                 "--duration '-5m': a duration must be positive")
+
+
+def test_a_display_that_does_not_open_is_recorded_as_such_not_as_interrupted(tmp_path):
+    env = cli_env()
+    for k in ("DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(k, None)
+    d = tmp_path / "D"
+    p = run_cli("run", "--display", "window", "--duration", "1m", "--console", "off", "--sessions-dir", d, env=env)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    import json
+
+    listed = json.loads(run_cli("sessions", "--sessions-dir", d, "--json", check=True).stdout)
+    assert len(listed) == 1 and listed[0]["ended"].startswith("could not start: the window display did not open")
+    assert "interrupted" not in listed[0]["ended"]
+
+
+def test_sigterm_is_recorded_as_sigterm_not_ctrl_c(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d = tmp_path / "D"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--display", "none", "--console", "off", "--duration", "10m",
+         "--speed", "1", "--sessions-dir", str(d), "--controller", "ladder"],
+        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # the session file appears once the session runs (an event to wait for, not a speed)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (d.exists() and list(d.glob("*.session"))):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err
+    listed = json.loads(run_cli("sessions", "--sessions-dir", d, "--json", check=True).stdout)
+    assert listed[0]["ended"] == "terminated (SIGTERM)"
+    assert "Traceback" not in err
