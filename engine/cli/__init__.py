@@ -130,6 +130,8 @@ def cmd_run(args) -> int:
     cfg = build_config(args)
     session, reason = run_session(cfg)
     print(f"session {session.id} ended: {reason}; log: {session.path}")
+    if session.watch.summary():
+        print(f"  {session.watch.summary()}")
     return 0
 
 
@@ -171,6 +173,8 @@ def cmd_demo(args) -> int:
         print(f"    {c['count']:4d} × {c['who']}: {c['reason']}")
     print(f"  safety shield interventions: {s['shield_interventions']}")
     print(f"  ended: {s['ended']}")
+    if s["no_signal"]:
+        print(f"  {s['no_signal']}")
     print(f"log: {s['path']}")
     print(f"export it: exposure export {s['id']} --format csv --out ./export "
           f"--sessions-dir {cfg.sessions_dir}")

@@ -264,6 +264,8 @@ def build_report(path: Path) -> str:
         ("SUDS ratings", fact("suds", f"{len(suds_vals)}" + (f" (peak {max(suds_vals):.0f})" if suds_vals else ""))),
         ("safety shield interventions", fact("shield_interventions", str(s["shield_interventions"]))),
     ]
+    if s.get("no_signal"):
+        cards.append(("heart-rate signal", e(s["no_signal"])))
     if "baseline_hr" in unknown:
         cards[1:4] = [(k, "unknown (the file is damaged)") for k, _ in cards[1:4]]
     changes = "".join(f"<tr><td>{c['count']}</td><td>{e(str(c['who']))}</td><td>{e(str(c['reason']))}</td></tr>"

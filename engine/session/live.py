@@ -20,6 +20,7 @@ from engine import __version__
 from engine.session.clock import make_clock
 from engine.session.commands import Command
 from engine.session.core import CoreConfig, SessionCore
+from engine.session.watch import SignalWatch
 from engine.sources import SOURCE_HANDLERS
 from engine.store.files import SessionWriter, StoreError, validate_patient
 from policy import step as session_step
@@ -191,6 +192,7 @@ class Session:
                                 core_config, seed=cfg.seed, t0=self.clock.now())
         self.id = self.writer.id
         self.path = self.writer.path
+        self.watch = SignalWatch(cfg.sensor, self.clock.now())
         self.stop_event = threading.Event()
         self.io = None
         self.console = None
@@ -232,6 +234,7 @@ class Session:
                 if v is not None:
                     core.push_command(Command("suds", origin="patient", value=float(v)))
         core.tick(now)
+        self.watch.update(now, core.n_samples, core.connection)
         src.observe(Exposure(now, core.intensity, self.cfg.scene, core.arbiter.paused,
                              core.suds_pending_since is not None, self.hierarchy.params_at(core.intensity)))
 
@@ -271,6 +274,9 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        self.watch.update(self.core.t, self.core.n_samples, self.core.connection)
+        if self.writer is not None and not self.writer.closed:
+            self.writer.set_meta(no_signal_s=round(self.watch.no_signal_s, 3), no_signal=self.watch.summary())
         self.core.end(reason)
         for x in [self.console, *self.extras]:
             if x is not None:
@@ -325,11 +331,12 @@ def summarize(path: Path) -> dict:
         "changes": [{"who": w, "reason": r, "count": n} for (w, r), n in who.most_common()],
         "shield_interventions": len(shield), "suds": [(s["t"], s["value"]) for s in suds],
         "ended": info.meta.get("end_reason") or "incomplete",
+        "no_signal_s": info.meta.get("no_signal_s"), "no_signal": info.meta.get("no_signal") or "",
         "problems": problems,
     }
     from_table = {"features": ("baseline_hr", "peak_hr"), "scene": ("top_level", "top_level_name", "final_level"),
                   "decisions": ("changes",), "events": ("shield_interventions",), "suds": ("suds",),
-                  "samples": ("samples",), "meta": ("duration_s", "ended")}
+                  "samples": ("samples",), "meta": ("duration_s", "ended", "no_signal_s", "no_signal")}
     unknown = [k for t, keys in from_table.items() if unsure[t] for k in keys]
     for k in unknown:
         out[k] = None

@@ -276,8 +276,15 @@ SCHEMA_SQL = {"meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
 
 
 def table_digests(db: sqlite3.Connection) -> dict[str, str]:
-    """SHA-256 of each table's rows in rowid order (meta: its entries but this one, by key)."""
-    return {name: table_digests_one(db, name) for name in ("meta", *TABLES)}
+    """SHA-256 of each table's rows in rowid order (meta: its entries but this one, by key), and
+    under "self" one of these, so that damage to the checksums themselves is seen as such."""
+    d = {name: table_digests_one(db, name) for name in ("meta", *TABLES)}
+    return {**d, "self": _self_digest(d)}
+
+
+def _self_digest(d: dict) -> str:
+    body = json.dumps({k: v for k, v in d.items() if k != "self"}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def table_digests_one(db: sqlite3.Connection, name: str) -> str:
@@ -359,6 +366,7 @@ class SessionReader:
         self.damaged_tables: set[str] = set()
         self.file_damaged = False
         self._verified = False
+        self._digests_ok = False
         try:
             # Open read-write when we can so SQLite replays a WAL left by a killed writer
             # (the frames are recovered, nothing is modified).
@@ -482,7 +490,12 @@ class SessionReader:
                 self.file_damaged = True
                 self._problem(f"the file's table definitions are damaged ({', '.join(bad)})")
         want = self.meta.get(DIGEST_KEY)
-        if isinstance(want, dict):
+        if isinstance(want, dict) and want.get("self") != _self_digest(want):
+            self.file_damaged = True
+            self._problem("the checksums written when the session ended are damaged: the file cannot be verified",
+                          table="meta")
+        elif isinstance(want, dict):
+            self._digests_ok = True
             for name in ("meta", *KINDS):
                 if name not in want or name in self.damaged_tables:
                     continue
@@ -506,7 +519,7 @@ class SessionReader:
         self.verify()
         if any(t in self.damaged_tables for t in tables):
             return True
-        return self.file_damaged and not isinstance(self.meta.get(DIGEST_KEY), dict)
+        return self.file_damaged and not self._digests_ok
 
     def columns(self, kind: str) -> list[str]:
         return [c for c, _ in TABLES[kind]]
