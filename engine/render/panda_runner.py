@@ -182,7 +182,11 @@ class Runner:
         self.tm = task_mgr or TaskManager()
         self.tm.setClock(self.clock)
         if audio is None:
-            if mode == "window":
+            if mode == "window" and not _sound_device():
+                # without a sound card, OpenAL/ALSA print a score of error lines on the terminal
+                log.info("no sound device (/dev/snd); running silent")
+                audio = NullAudio()
+            elif mode == "window":
                 try:
                     from scenes.audio import PandaAudio
 
@@ -322,6 +326,14 @@ class Runner:
         if self.stereo is not None:
             self.stereo.close()
         self.host.close()
+
+
+def _sound_device() -> bool:
+    """A sound card to open, or a sound server to reach (PulseAudio/PipeWire)."""
+    import os
+
+    return (os.path.isdir("/dev/snd") and bool(os.listdir("/dev/snd"))) or bool(os.environ.get("PULSE_SERVER")) \
+        or os.path.exists(f"/run/user/{os.getuid()}/pulse/native")
 
 
 def run_rendered(cfg: SessionConfig, out, on_start) -> tuple[Session, str]:

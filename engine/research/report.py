@@ -131,7 +131,7 @@ def timeline_figure(log: SessionLog):
                   ms=5, mfc="none", label="shield capped a rise")
     if lv:
         ax_x.set_yticks([float(x) for _, x in lv])
-        ax_x.set_yticklabels([f"L{i} {str(n)[:26]}" for i, (n, _) in enumerate(lv)], fontsize=7)
+        ax_x.set_yticklabels([f"L{i} {n}" for i, (n, _) in enumerate(lv)], fontsize=7)  # whole names
     ax_x.set_ylim(-0.03, 1.03)
     ax_x.grid(alpha=0.3)
     ax_x.legend(loc="upper left", fontsize=8, ncol=3)

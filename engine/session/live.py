@@ -192,7 +192,7 @@ class Session:
                                 core_config, seed=cfg.seed, t0=self.clock.now())
         self.id = self.writer.id
         self.path = self.writer.path
-        self.watch = SignalWatch(cfg.sensor, self.clock.now())
+        self.watch = SignalWatch(cfg.sensor, self.clock.now(), quiet=self.source.clocked)
         self.stop_event = threading.Event()
         self.io = None
         self.console = None
@@ -301,6 +301,20 @@ def interrupted_reason(e: BaseException) -> str:
     return "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
 
 
+def _without_prefix(reason: str, who: str) -> str:
+    """"policy: step up" said by the policy reads "step up" after "policy:"."""
+    return reason[len(who) + 2:] if reason.startswith(f"{who}: ") else reason
+
+
+def _json_reason(detail) -> str:
+    import json
+
+    try:
+        return str(json.loads(detail).get("reason", "?"))
+    except (TypeError, ValueError, AttributeError):
+        return "?"
+
+
 def summarize(path: Path) -> dict:
     """What happened in a session, from its log: for the demo and for reports."""
     from engine.store.files import SessionReader
@@ -320,7 +334,10 @@ def summarize(path: Path) -> dict:
     levels = [s["level"] for s in scene]
     names = info.meta.get("hierarchy", {}).get("levels", [])
     top = max(levels) if levels else 0
-    who = Counter((d["who"], d["reason"]) for d in decisions if d["target_before"] != d["target_after"])
+    who = Counter((d["who"], _without_prefix(str(d["reason"]), str(d["who"])))
+                  for d in decisions if d["target_before"] != d["target_after"])
+    shield_why = Counter(str(e["detail"].get("reason") if isinstance(e["detail"], dict) else
+                             _json_reason(e["detail"])) for e in shield)
     out = {
         "id": info.id, "path": str(info.path), "patient": info.meta.get("patient"),
         "scene": info.meta.get("scene"), "controller": info.meta.get("controller"),
@@ -329,13 +346,14 @@ def summarize(path: Path) -> dict:
         "top_level": top, "top_level_name": names[top][0] if isinstance(top, int) and top < len(names) else None,
         "final_level": levels[-1] if levels else 0,
         "changes": [{"who": w, "reason": r, "count": n} for (w, r), n in who.most_common()],
-        "shield_interventions": len(shield), "suds": [(s["t"], s["value"]) for s in suds],
+        "shield_interventions": len(shield), "shield_reasons": dict(shield_why.most_common()),
+        "suds": [(s["t"], s["value"]) for s in suds],
         "ended": info.meta.get("end_reason") or "incomplete",
         "no_signal_s": info.meta.get("no_signal_s"), "no_signal": info.meta.get("no_signal") or "",
         "problems": problems,
     }
     from_table = {"features": ("baseline_hr", "peak_hr"), "scene": ("top_level", "top_level_name", "final_level"),
-                  "decisions": ("changes",), "events": ("shield_interventions",), "suds": ("suds",),
+                  "decisions": ("changes",), "events": ("shield_interventions", "shield_reasons"), "suds": ("suds",),
                   "samples": ("samples",), "meta": ("duration_s", "ended", "no_signal_s", "no_signal")}
     unknown = [k for t, keys in from_table.items() if unsure[t] for k in keys]
     for k in unknown:

@@ -22,8 +22,10 @@ REPEAT_S = 30.0
 
 
 class SignalWatch:
-    def __init__(self, source: str, t0: float, silent_after_s: float = SILENT_AFTER_S, repeat_s: float = REPEAT_S):
+    def __init__(self, source: str, t0: float, silent_after_s: float = SILENT_AFTER_S, repeat_s: float = REPEAT_S,
+                 quiet: bool = False):
         self.source = source
+        self.quiet = quiet  # total, but say nothing (simulated or replayed sources: nobody to tell)
         self.silent_after_s = silent_after_s
         self.repeat_s = repeat_s
         self.t0 = t0
@@ -41,7 +43,8 @@ class SignalWatch:
             if self._in_spell:
                 gap = now - self.last_sample_t
                 self.silent_s += gap
-                log.warning("heart-rate signal from %s is back after %.0f s without", self.source, gap)
+                if not self.quiet:
+                    log.warning("heart-rate signal from %s is back after %.0f s without", self.source, gap)
                 self._in_spell = False
             self.n = n_samples
             self.last_sample_t = now
@@ -54,8 +57,9 @@ class SignalWatch:
                 self.spells += 1
             what = "never received a sample" if self.n == 0 else f"no sample for {gap:.0f} s"
             state = f"; connection: {connection}" if connection else ""
-            log.warning("no heart-rate signal from %s: %s%s. Check the sensor (worn, charged, in range, "
-                        "the right port); the session goes on without it", self.source, what, state)
+            if not self.quiet:
+                log.warning("no heart-rate signal from %s: %s%s. Check the sensor (worn, charged, in range, "
+                            "the right port); the session goes on without it", self.source, what, state)
             self.next_warning = now + self.repeat_s
 
     @property
