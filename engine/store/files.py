@@ -391,6 +391,7 @@ class SessionReader:
                 self.db.close()
                 raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
             self._problem(f"the file is damaged or cut short ({e}); reading the parts that are intact")
+            self.file_damaged = True
         if "meta" not in names:
             self.db.close()
             raise StoreError(f"{self.path} is not a session file (no meta table)")
@@ -415,6 +416,8 @@ class SessionReader:
         missing = [t for t in KINDS if t not in names]
         if missing:
             self._problem(f"tables missing: {', '.join(missing)} (read as empty)", damage=version >= SCHEMA_VERSION)
+            if version >= SCHEMA_VERSION:  # this version writes every table: a missing one is damage
+                self.damaged_tables.update(missing)
         self.meta = {}
         try:
             for k, v in self.db.execute("SELECT key, value FROM meta"):
@@ -486,9 +489,10 @@ class SessionReader:
             except _DB_ERRORS:
                 have = {}
             bad = sorted(n for n, sql in SCHEMA_SQL.items() if n in have and have[n] != sql)
-            if bad:
+            if bad:  # a column renamed by a flipped byte would read as empty: the table is not to be trusted
                 self.file_damaged = True
-                self._problem(f"the file's table definitions are damaged ({', '.join(bad)})")
+                for n in bad:
+                    self._problem(f"the definition of table {n} is damaged", table=n)
         want = self.meta.get(DIGEST_KEY)
         if isinstance(want, dict) and want.get("self") != _self_digest(want):
             self.file_damaged = True
