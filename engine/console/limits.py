@@ -11,8 +11,8 @@ limit is reached — the therapist's stop included. So this module adds a small 
 * at most ``max_untrusted`` connections that have not yet shown the token are kept: a new one
   evicts the oldest of them, so a flood of idle or slow sockets can never lock the therapist
   out (their fresh connection gets through; the flood's old ones are dropped);
-* at most ``max_connections`` in all (far below the process's file descriptors): beyond, a new
-  connection is closed at once instead of exhausting descriptors.
+* at most ``max_connections`` in all (at most half the file descriptors the process has left when
+  the console starts): beyond, a new connection is closed at once instead of exhausting them.
 
 A connection becomes trusted when a request on it shows the token (``TokenGate`` calls
 :meth:`ConnectionGuard.trust`); its WebSocket and keep-alive requests are then never evicted.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 from collections import OrderedDict
 
@@ -37,8 +38,15 @@ MAX_CONNECTIONS = 128
 
 
 def _fd_budget() -> int:
+    """Connections the console may hold: at most half the descriptors the process has left."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else max(8, min(MAX_CONNECTIONS, soft // 4))
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux: assume a quarter is in use
+        in_use = soft // 4
+    return max(8, min(MAX_CONNECTIONS, (soft - in_use) // 2))
 
 
 class ConnectionGuard:
