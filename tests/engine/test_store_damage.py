@@ -29,7 +29,7 @@ from tests.engine.research_sessions import record
 N_FLIPS = int(os.environ.get("N_FLIPS", 1000))
 #: the report draws a figure (about a second each on a loaded 2-core machine): it runs on one file
 #: in REPORT_EVERY (damaged or not, as they come); REPORT_EVERY=1 runs it on every file
-REPORT_EVERY = int(os.environ.get("REPORT_EVERY", 8))
+REPORT_EVERY = int(os.environ.get("REPORT_EVERY", 10))
 
 
 def content(path: Path):
@@ -74,6 +74,7 @@ def originals(tmp_path_factory):
     return out
 
 
+@pytest.mark.timeout(1800)  # about 5 min on an idle 2-core machine, 10 on a loaded one
 def test_a_flipped_byte_anywhere_is_reported_as_damage_by_every_command(originals, tmp_path, monkeypatch):
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # main() would take over the test's SIGTERM
     rng = random.Random(1130)
