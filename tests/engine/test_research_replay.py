@@ -65,7 +65,9 @@ def test_therapist_commands_and_irregular_ticks_replay_exactly(tmp_path, jitter)
     res = rederive(log)
     assert res.match, [m.line() for m in res.mismatches[:5]]
     assert res.n_replayed == len(log.decisions) > 100
-    assert {d["who"] for d in log.decisions} >= {"baseline", "therapist", "shield"}
+    # (the shield is not asked for: in this session it never changes where the target goes, and
+    # a step down it would make at the floor is not an intervention)
+    assert {d["who"] for d in log.decisions} >= {"baseline", "therapist"}
     assert res.max_obs_diff == 0.0
 
 
