@@ -178,7 +178,10 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
     config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio",
                             access_log=False, timeout_graceful_shutdown=2, server_header=False,
                             http=GuardedH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-                            timeout_keep_alive=5)
+                            timeout_keep_alive=5,
+                            # asyncio accepts up to `backlog` sockets in one go before any protocol
+                            # (and our guard) sees them: a small batch keeps a flood below the budget
+                            backlog=64)
     config.connection_guard = guard  # read by GuardedH11Protocol (uvicorn builds protocols from the config)
     server = uvicorn.Server(config)
     handle = ConsoleHandle(host, port, token, _server=server, _io=session.io, _app=app, _state=state)

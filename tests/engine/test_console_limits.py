@@ -154,6 +154,7 @@ def test_more_idle_sockets_than_file_descriptors_leave_the_stop_reachable(tmp_pa
             finally:
                 holder.stdin.close()
                 holder.wait(30)
+                holder.stdout.close()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert [r for r in logs.records if r.levelno >= logging.ERROR] == []
