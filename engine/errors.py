@@ -5,3 +5,7 @@ their own); ``engine.cli.USER_ERRORS`` maps them all to one line on stderr and e
 
 class ExposureError(Exception):
     """A problem the user can fix; its message is one line that says what to do."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, ``kill``): ends a session as Ctrl-C does, recorded as such."""

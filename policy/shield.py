@@ -25,6 +25,8 @@ from policy.observation import Observation
 
 log = logging.getLogger(__name__)
 
+#: changes of target smaller than this are floating-point noise, not interventions
+NOISE = 1e-9
 NONE, CAPPED, CEILING_HR, CEILING_DELTA, CEILING_SUDS, LOST_HOLD, LOST_DOWN, POOR_HOLD, BAD_PROPOSAL = range(9)
 REASONS = (
     "",
@@ -108,7 +110,9 @@ class SafetyShield:
         lost_hold = obs.lost & (out > 0)
         out = np.where(lost_hold, 0.0, out)
         code[lost_hold] = LOST_HOLD
-        lost_down = obs.lost & (obs.since_valid >= c.lost_step_down_s)
+        # no valid reading yet: the signal has been missing since the start, not for ever
+        missing_s = np.where(np.isinf(obs.since_valid), obs.t, obs.since_valid)
+        lost_down = obs.lost & (missing_s >= c.lost_step_down_s)
         for mask, cd in ((suds_ceiling, CEILING_SUDS), (delta_ceiling, CEILING_DELTA),
                          (hr_ceiling, CEILING_HR), (lost_down, LOST_DOWN)):
             down = mask & (out > -c.step_down)
@@ -117,6 +121,13 @@ class SafetyShield:
 
         # Never above the proposal: the shield only holds or lowers.
         out = np.minimum(out, np.where(bad, 0.0, delta))
+        # An intervention is a change of where the target goes: floating-point noise (0.1 + 3e-17
+        # capped to 0.1) or a step down at the floor that the proposal would have reached anyway
+        # is none, and is neither counted nor attributed to the shield. (The output is left as
+        # computed, so trajectories do not change; only the bookkeeping does.)
+        clip = lambda d: np.clip(obs.target + d, 0.0, 1.0)  # noqa: E731
+        same = ~bad & (np.abs(clip(out) - clip(delta)) <= NOISE)
+        code[same] = NONE
         hit = code != NONE
         if hit.any():
             for cd in np.unique(code[hit]):

@@ -165,6 +165,16 @@ class SessionStep:
             self.target[lanes] = new
         return changed
 
+    def jump(self, x: float, now: float, lanes: slice = slice(None)) -> None:
+        """Intensity, target and level set to ``x`` at once, with no ramp (a stop's calm start)."""
+        self.intensity[lanes] = x
+        self.target[lanes] = x
+        self.anchor_x[lanes] = x
+        self.anchor_t[lanes] = now
+        lv = np.asarray(self.table.level_index(self.intensity[lanes]))
+        self.level_since[lanes] = np.where(lv != self.level[lanes], now, self.level_since[lanes])
+        self.level[lanes] = lv
+
     # ------------------------------------------------------------------ readings
     def ingest(self, t: float, bpm: np.ndarray, rr: np.ndarray | None = None, contact: np.ndarray | None = None,
                mask: np.ndarray | None = None) -> float:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from scenes.audio import NullAudio
 from scenes.hierarchy import Hierarchy
+from scenes.names import EVENTS  # noqa: E402,F401  (re-exported)
 from scenes.smooth import ParamSmoother
-
-EVENTS = ("gust", "surge", "noise")
 
 
 @dataclass(frozen=True)

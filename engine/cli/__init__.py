@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import signal
 import sys
+import traceback
 
 from engine import __version__
+from engine.errors import Terminated
 
 #: name → (module, one-line summary), in the order ``--help`` lists them
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -70,11 +73,36 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _sigterm(signum, frame):  # noqa: ARG001
-    raise KeyboardInterrupt
+    raise Terminated
+
+
+#: options whose value may look like a negative number ("--duration -5m"): argparse would take
+#: it for an option and say "expected one argument"; joined as "--duration=-5m", the value's
+#: own check says what is wrong with it
+_VALUE_OPTIONS = ("--duration", "--from", "--speed", "--timeout", "--count")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _VALUE_OPTIONS and i + 1 < len(argv) and re.match(r"^-[\d.]", argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return msg[0] if msg else type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -85,16 +113,26 @@ def main(argv: list[str] | None = None) -> int:
         pass
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("exposure: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print("exposure: terminated" if terminated else "exposure: interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         return 0
     except Exception as e:
         if isinstance(e, user_errors()):
-            print(f"exposure: error: {e}", file=sys.stderr)
+            print(f"exposure: error: {_one_line(e)}", file=sys.stderr)
             return 2
-        raise
+        if isinstance(e, OSError):  # a file or folder the user can fix (permissions, a full disk, …)
+            where = f": {e.filename}" if e.filename else ""
+            print(f"exposure: error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+            return 2
+        # a defect of ours: one line, the traceback only when asked (-v)
+        if getattr(args, "verbose", False):
+            traceback.print_exc(file=sys.stderr)
+        print(f"exposure: internal error ({type(e).__name__}: {_one_line(e)}); "
+              "run again with -v to see where, and report it", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

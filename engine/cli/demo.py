@@ -42,13 +42,26 @@ def cmd_demo(args) -> int:
     print(f"  heart rate: baseline {b} bpm, peak {pk} bpm over {s['samples']} samples")
     print(f"  highest level reached: {s['top_level']} ({s['top_level_name']}); "
           f"ended at level {s['final_level']}")
-    print(f"  SUDS answers: {', '.join(f'{v:.0f}' for _, v in s['suds']) or 'none asked'}")
+    print(f"  SUDS answers: {_suds_line([v for _, v in s['suds']])}")
     print("  who changed the intensity, and why:")
     for c in s["changes"]:
         print(f"    {c['count']:4d} × {c['who']}: {c['reason']}")
-    print(f"  safety shield interventions: {s['shield_interventions']}")
+    why = ", ".join(f"{n} × {r}" for r, n in s["shield_reasons"].items())
+    print(f"  safety shield interventions: {s['shield_interventions']}" + (f" ({why})" if why else ""))
     print(f"  ended: {s['ended']}")
+    if s["no_signal"]:
+        print(f"  {s['no_signal']}")
     print(f"log: {s['path']}")
     print(f"export it: exposure export {s['id']} --format csv --out ./export "
           f"--sessions-dir {cfg.sessions_dir}")
     return 0
+
+
+def _suds_line(values: list[float]) -> str:
+    """A few SUDS numbers as they are; many as first, peak, last and how many."""
+    if not values:
+        return "none asked"
+    if len(values) <= 8:
+        return ", ".join(f"{v:.0f}" for v in values)
+    return (f"{len(values)} — first {values[0]:.0f}, peak {max(values):.0f}, last {values[-1]:.0f} "
+            "(0-100; every one in 'exposure report')")

@@ -57,6 +57,12 @@ def _out_dir(out: Path | None) -> Path | None:
     return out
 
 
+#: tables a re-derivation reads ("file": the file failed its integrity check, no checksums)
+REPLAY_TABLES = frozenset({"meta", "samples", "decisions", "commands", "events", "features", "file"})
+#: exit status of replay when the log is damaged: neither MATCH (0) nor MISMATCH (1)
+EXIT_DAMAGED = 3
+
+
 def cmd_replay(args) -> int:
     from engine.research.replay import load_log
     from engine.session.config import parse_speed
@@ -75,13 +81,29 @@ def cmd_replay(args) -> int:
 
 
 def _rederive(args, log, t_from: float) -> int:
-    from engine.research.replay import rederive
+    from engine.research.replay import ReplayError, rederive
 
-    res = rederive(log)
+    try:
+        res = rederive(log)
+    except ReplayError as e:
+        if not log.damaged:
+            raise
+        if args.json:
+            print(json.dumps({"session": log.id, "verdict": "damaged", "match": None,
+                              "damaged_tables": sorted(log.damaged), "problems": log.problems, "error": str(e)},
+                             indent=2))
+        else:
+            print(f"cannot verify: damaged ({e})")
+        return EXIT_DAMAGED
     mism = [m for m in res.mismatches if m.t is None or m.t >= t_from]
     ok = not mism and (t_from > 0 or res.match)
-    doc = {"session": res.session, "controller": res.controller, "decisions_logged": res.n_logged,
-           "decisions_replayed": res.n_replayed, "match": ok, "mismatches": len(mism),
+    # a damaged log cannot confirm or refute the record: neither MATCH nor MISMATCH
+    # (damage elsewhere — the scene or SUDS tables — is warned about but does not touch the decisions)
+    damaged = sorted(log.damaged & REPLAY_TABLES)
+    verdict = "damaged" if damaged else ("match" if ok else "mismatch")
+    doc = {"session": res.session, "controller": res.controller, "verdict": verdict,
+           "damaged_tables": sorted(log.damaged), "decisions_logged": res.n_logged,
+           "decisions_replayed": res.n_replayed, "match": None if damaged else ok, "mismatches": len(mism),
            "max_observation_difference": res.max_obs_diff if math.isfinite(res.max_obs_diff) else "missing",
            "duration_s": res.duration_s, "elapsed_s": res.elapsed_s, "speedup": res.speedup,
            "from_s": t_from, "problems": res.problems,
@@ -91,9 +113,13 @@ def _rederive(args, log, t_from: float) -> int:
         (out / "replay.json").write_text(json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
-        return 0 if ok else 1
+        return EXIT_DAMAGED if damaged else (0 if ok else 1)
     print(f"replay of {res.session}: controller {res.controller}, {res.duration_s / 60:.1f} min, "
           f"{res.n_logged} decisions logged")
+    if damaged:
+        print(f"cannot verify: damaged ({', '.join(damaged)}; see the warning above); the replay neither "
+              "confirms nor refutes the record")
+        return EXIT_DAMAGED
     print(f"re-derived {res.n_replayed} decisions from the logged inputs in {res.elapsed_s:.3f} s "
           f"({res.speedup:,.0f}× real time)")
     if ok:

@@ -104,4 +104,6 @@ def cmd_run(args) -> int:
     cfg = build_config(args)
     session, reason = run_session(cfg)
     print(f"session {session.id} ended: {reason}; log: {session.path}")
+    if session.watch.summary():
+        print(f"  {session.watch.summary()}")
     return 0

@@ -28,6 +28,8 @@ def register(sub) -> None:
     st.add_argument("url", help="sensor URL: ble://NAME, ble://AA:BB:CC:DD:EE:FF, "
                     "serial:///dev/ttyUSB0?baud=115200&format=csv, socket://host:port?format=line, sim://")
     st.add_argument("--count", type=int, default=0, help="stop after N samples (default: run until Ctrl-C)")
+    st.add_argument("--timeout", type=float, default=30.0,
+                    help="give up when no sample comes for this many seconds (default 30)")
     st.add_argument("--json", action="store_true", help="one JSON object per line (t, bpm, rr_ms, contact, "
                     "quality, …); events as JSON on stderr")
     st.set_defaults(func=cmd_stream)
@@ -71,6 +73,8 @@ def cmd_stream(args) -> int:
 
     if args.count < 0:
         raise SensorError("--count must be 0 (no limit) or positive")
+    if not args.timeout > 0:
+        raise SensorError("--timeout must be positive")
     _quiet_bleak()
     t0 = time.monotonic()
     src = open_source(args.url, SOURCE_HANDLERS, clock=lambda: time.monotonic() - t0)
@@ -94,7 +98,16 @@ def cmd_stream(args) -> int:
         n = 0
         it = src.stream()
         try:
-            async for s in it:
+            while True:
+                try:
+                    s = await asyncio.wait_for(anext(it), args.timeout)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    what = "no sample" if n == 0 else f"no sample after the {n}th"
+                    raise SensorError(f"{what} from {args.url} in {args.timeout:g} s: is the sensor on, worn, "
+                                      "in range, and is this the right address or port? (--timeout to wait "
+                                      "longer)") from None
                 t = max(s.t, last[0])
                 last[0] = t
                 rr = np.full((1, max(1, len(s.rr_ms))), np.nan)

@@ -35,10 +35,12 @@ def cmd_sessions(args) -> int:
         return 0
     print(f"sessions in {d}:")
     if not rows:
-        print("  (none yet: try 'exposure demo')")
+        print("  (none readable: see the warnings above)" if problems else "  (none yet: try 'exposure demo')")
     for r in rows:
         print(f"  {r['id']}  patient {r['patient']}  {r['scene']}  {r['start']}  "
               f"{r['duration_s'] / 60:.1f} min  {r['samples']} samples  {r['controller']}  {r['ended']}")
+        if r["damaged"]:
+            print(f"      DAMAGED: {'; '.join(r['problems'])}")
     return 0
 
 

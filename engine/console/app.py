@@ -19,11 +19,11 @@ from collections import deque
 from importlib import resources
 from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from engine.session.commands import COMMAND_TYPES, EVENT_KINDS, MAX_TEXT, CommandError, CommandFlood
+from engine.session.commands import COMMAND_TYPES, EVENT_KINDS, CommandError, CommandFlood, SessionStopped, json_schema
 from sensors.features import finite_or_none
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,9 @@ PUSH_S = 0.25  # WebSocket push period (wall seconds)
 HISTORY_S = 0.5  # history sampling period (wall seconds)
 HISTORY_MAX = 20000
 STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8",
-          "docs.js": "text/javascript; charset=utf-8"}
+          "docs.js": "text/javascript; charset=utf-8",
+          "swagger/swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+          "swagger/swagger-ui.css": "text/css; charset=utf-8"}
 #: served without the token: the same files for every session, holding no data
 PUBLIC = {"/", "/docs", *(f"/static/{name}" for name in STATIC)}
 
@@ -48,9 +50,11 @@ SECURITY_HEADERS = [
 ]
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
             "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; script-src 'self' https://cdn.jsdelivr.net; "
-            "frame-ancestors 'none'; base-uri 'none'")
+# Swagger UI (served from static/swagger/, nothing from a CDN) sets inline styles on its elements
+DOCS_CSP = ("default-src 'self'; img-src 'self' data:; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+#: every other response (JSON, errors, scripts): it loads nothing and may not be framed
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
 # ------------------------------------------------------------------------------ state
@@ -62,13 +66,24 @@ def clean(x):
         return [clean(v) for v in x]
     if hasattr(x, "item") and not isinstance(x, (int, float, str)):
         x = x.item()  # numpy scalar → Python
-    if isinstance(x, bool) or x is None or isinstance(x, str):
+    if isinstance(x, str):
+        # never let text that cannot be encoded (a lone surrogate) break the state or the feed
+        return x if x.isascii() or _utf8_ok(x) else x.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(x, bool) or x is None:
         return x
     if isinstance(x, float):
         return finite_or_none(x)
     if isinstance(x, int):
         return int(x)
     return str(x)
+
+
+def _utf8_ok(x: str) -> bool:
+    try:
+        x.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ConsoleState:
@@ -89,16 +104,21 @@ class ConsoleState:
         self.history: deque[list] = deque(maxlen=HISTORY_MAX)
         self.changes: deque[dict] = deque(maxlen=200)
         self.stats = {"unauthorized": 0, "forbidden_origin": 0, "bad_requests": 0,
-                      "commands_accepted": 0, "commands_refused": 0, "flood_refused": 0}
+                      "commands_accepted": 0, "commands_refused": 0, "flood_refused": 0,
+                      "stopped_refused": 0, "ws_refused": 0, "server_errors": 0}
         self._last_t = -math.inf
         self._last_change = None
         self.ended = False
+        self.guard = None  # the server's ConnectionGuard, for its counts
 
     def state(self) -> dict:
         s = dict(self.core.snapshot())
         s["session_id"] = self.session.id
         s["mirror"] = self.session.mirror_png is not None
         s["console"] = dict(self.stats)
+        guard = self.guard
+        if guard is not None:
+            s["console"].update({f"connections_{k}": v for k, v in guard.stats.items()})
         return clean(s)
 
     def sample(self) -> None:
@@ -127,14 +147,61 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
+class _UnfinishedHandshake(logging.Filter):
+    """Drops uvicorn's "ASGI callable returned without completing handshake." ERROR after a
+    handshake *we* refused with an HTTP response (uvicorn's websockets-sansio protocol does not
+    count that response as finishing the handshake, so it logs every refusal as an error: any web
+    page the therapist visits could fill the session terminal). Only as many records are dropped
+    as refusals were sent; any other such error still shows."""
+
+    MESSAGE = "ASGI callable returned without completing handshake."
+
+    def __init__(self):
+        super().__init__()
+        self.pending = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.pending > 0 and record.getMessage() == self.MESSAGE:
+            self.pending -= 1
+            return False
+        return True
+
+
+UNFINISHED_HANDSHAKE = _UnfinishedHandshake()
+
+
+class RefusalLog:
+    """Refused WebSocket handshakes: counted always, logged once per ``every_s`` with the count."""
+
+    def __init__(self, every_s: float = 60.0, clock=time.monotonic):
+        self.every_s = every_s
+        self.clock = clock
+        self.unlogged = 0
+        self.total = 0
+        self._last = -math.inf
+
+    def refused(self, why: str) -> None:
+        self.total += 1
+        self.unlogged += 1
+        now = self.clock()
+        if now - self._last >= self.every_s:
+            log.warning("console: %d WebSocket connection(s) refused since the last report (latest: %s); "
+                        "%d in all", self.unlogged, why, self.total)
+            self.unlogged = 0
+            self._last = now
+
+
 class TokenGate:
     """ASGI middleware: the only door. Checks the token (and Origin) before any route runs."""
 
-    def __init__(self, app, token: str, state: ConsoleState, origins: set[str]):
+    def __init__(self, app, token: str, state: ConsoleState, origins: set[str], refusals: RefusalLog | None = None,
+                 guard=None):
         self.app = app
+        self.guard = guard
         self._token = token.encode()
         self.state = state
         self.origins = origins
+        self.refusals = refusals or RefusalLog()
 
     def token_ok(self, presented: str | None) -> bool:
         if not presented:
@@ -186,10 +253,29 @@ class TokenGate:
             await self.app(scope, receive, send)
 
     async def _http(self, scope, receive, send):
+        started = False
+
         async def send_secure(msg):
+            nonlocal started
             if msg["type"] == "http.response.start":
-                msg = {**msg, "headers": [*msg.get("headers", []), *SECURITY_HEADERS]}
+                started = True
+                headers = [*msg.get("headers", []), *SECURITY_HEADERS]
+                if not any(k == b"content-security-policy" for k, _ in headers):
+                    headers.append((b"content-security-policy", API_CSP.encode()))
+                msg = {**msg, "headers": headers}
             await send(msg)
+
+        try:
+            await self._http_gated(scope, receive, send_secure)
+        except Exception:
+            # A defect of ours: count it, log it, answer 500 with the same headers as the rest
+            # (Starlette's own error page would carry none of them).
+            self.state.stats["server_errors"] += 1
+            log.exception("console: error answering %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _json(send_secure, 500, {"detail": "internal error of the console (logged)"})
+
+    async def _http_gated(self, scope, receive, send_secure):
 
         path, method = scope["path"], scope["method"]
         if path in PUBLIC and method in ("GET", "HEAD"):
@@ -202,6 +288,8 @@ class TokenGate:
                                                      "when the session starts)"},
                         [(b"www-authenticate", b'Bearer realm="exposure-console"')])
             return
+        if self.guard is not None:
+            self.guard.trust(scope.get("client"))
         if method not in ("GET", "HEAD", "OPTIONS") and not self.origin_ok(scope):
             self.state.stats["forbidden_origin"] += 1
             await _json(send_secure, 403, {"detail": "request from another site refused (Origin)"})
@@ -221,6 +309,8 @@ class TokenGate:
             self.state.stats["forbidden_origin"] += 1
             status, detail = 403, b"WebSocket from another site refused (Origin)"
         if status is None:
+            if self.guard is not None:
+                self.guard.trust(scope.get("client"))
             replayed = False
 
             async def receive_again():
@@ -232,7 +322,10 @@ class TokenGate:
 
             await self.app(scope, receive_again, send)
             return
+        self.state.stats["ws_refused"] += 1
+        self.refusals.refused(f"{status} {detail.decode().split(':')[0]}")
         if "websocket.http.response" in scope.get("extensions", {}):
+            UNFINISHED_HANDSHAKE.pending += 1
             await send({"type": "websocket.http.response.start", "status": status,
                         "headers": [(b"content-type", b"text/plain; charset=utf-8"), *SECURITY_HEADERS]})
             await send({"type": "websocket.http.response.body", "body": detail})
@@ -248,44 +341,154 @@ async def _json(send, status: int, body: dict, headers: list | None = None) -> N
     await send({"type": "http.response.body", "body": data})
 
 
-# ------------------------------------------------------------------------------ OpenAPI
-def command_schema() -> dict:
-    """The request body of POST /api/command: one object per command type."""
-    def obj(typ: str, props: dict | None = None, required: tuple = ()) -> dict:
-        return {"type": "object", "title": typ, "additionalProperties": False,
-                "required": ["type", *required],
-                "properties": {"type": {"type": "string", "enum": [typ]}, **(props or {})}}
-
-    simple = {"stop": "end the session now (intensity to 0)",
-              "pause": "fade to the calm scene; the level is kept for resume",
-              "resume": "leave pause, back to the mode before it",
-              "hold": "keep the intensity where it is", "auto": "let the controller drive",
-              "manual": "the therapist drives; the controller is not consulted",
-              "ask_suds": "ask the patient for a SUDS rating"}
-    variants = [{**obj(t), "description": d} for t, d in simple.items()]
-    variants += [
-        {**obj("set_level", {"level": {"type": "integer", "minimum": 0}}, ("level",)),
-         "description": "go to a hierarchy level (switches to manual)"},
-        {**obj("set_intensity", {"intensity": {"type": "number", "minimum": 0, "maximum": 1}}, ("intensity",)),
-         "description": "set the intensity 0..1 (switches to manual)"},
-        {**obj("suds", {"value": {"type": "number", "minimum": 0, "maximum": 100}}, ("value",)),
-         "description": "record a SUDS rating the patient said aloud"},
-        {**obj("event", {"kind": {"type": "string", "enum": list(EVENT_KINDS)}}, ("kind",)),
-         "description": "inject a scene event"},
-        {**obj("annotate", {"text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}}, ("text",)),
-         "description": "write a note into the session log"},
-    ]
-    if {v["title"] for v in variants} != set(COMMAND_TYPES):
-        raise RuntimeError("the console's command schema and engine/commands.py disagree")
-    return {"oneOf": variants, "discriminator": {"propertyName": "type"}}
-
-
+# ------------------------------------------------------------------------------ the routes
 ERR = {"content": {"application/json": {"schema": {"type": "object", "properties": {
     "detail": {"type": "string"}}}}}}
 
 
+def console_state(request: Request) -> ConsoleState:
+    return request.app.state.console
+
+
+#: the pages: public (no data), see PUBLIC
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/")
+async def page():
+    return HTMLResponse(_read("index.html"), headers={"content-security-policy": PAGE_CSP})
+
+
+@pages.get("/static/{name:path}")
+async def static(name: str):
+    if name not in STATIC:
+        return JSONResponse({"detail": "not found"}, 404)
+    return Response(_read(name), media_type=STATIC[name])
+
+
+@pages.get("/docs")
+async def docs():
+    return HTMLResponse(_read("docs.html"), headers={"content-security-policy": DOCS_CSP})
+
+
+#: what the session is and how it goes (read only)
+state_routes = APIRouter(tags=["state"])
+
+
+@state_routes.get("/state", summary="The session's current state",
+                  description="bpm, baseline, rmssd (HRV, ms), quality (0..1), lost, connection, intensity "
+                              "(0..1), target, level, level_name, mode (auto|manual|hold|paused|stopped), "
+                              "last_decision (who: policy|baseline|shield|therapist, reason), suds history, "
+                              "shield counts and recent interventions, rejected_commands, t (session s).")
+async def get_state(st: ConsoleState = Depends(console_state)) -> dict:
+    return st.state()
+
+
+@state_routes.get("/session", summary="What this session is: id, pseudonymous patient, scene, levels, controller")
+async def get_session(st: ConsoleState = Depends(console_state)) -> dict:
+    return st.info
+
+
+@state_routes.get("/history", summary="The state sampled over the session so far, for the charts",
+                  description=f"fields: {', '.join(HISTORY_FIELDS)}; points: one row per sample, oldest first.")
+async def get_history(st: ConsoleState = Depends(console_state)) -> dict:
+    return {"fields": HISTORY_FIELDS, "points": list(st.history), "changes": list(st.changes)}
+
+
+@state_routes.get("/mirror.png", response_class=Response,
+                  responses={200: {"content": {"image/png": {}}}, 204: {"description": "no scene is rendered"}},
+                  summary="The latest small image of the patient's view")
+async def get_mirror(request: Request):
+    png = request.app.state.mirror()
+    if png is None:
+        return Response(status_code=204)
+    return Response(png, media_type="image/png")
+
+
+#: therapist commands (write)
+command_routes = APIRouter(tags=["commands"])
+
+
+@command_routes.post(
+    "/command", status_code=202,
+    summary="Send a therapist command; it is applied at the session's next tick",
+    description="Safety commands (stop, pause, resume, hold, manual) have their own queue: never refused "
+                "for load. Every command answered 202 is applied and logged at the next tick, or logged "
+                "there as refused with its reason. Once a stop is queued, every command gets 409.",
+    # The body is read by hand (size limit, JSON errors as 400, no recursion limit crash) and
+    # validated by engine.session.commands; its schema here comes from the same pydantic models.
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": json_schema()}}}},
+    responses={202: {"description": "queued; applied and logged (origin therapist) at the next tick"},
+               400: {"description": "the body is not JSON", **ERR},
+               403: {"description": "request from another site (Origin)", **ERR},
+               409: {"description": "the session has stopped", **ERR},
+               413: {"description": "the body is too large", **ERR},
+               422: {"description": "not a valid command; the detail says why", **ERR},
+               429: {"description": "too many commands queued; slow down (never for safety commands)", **ERR}})
+async def post_command(request: Request, st: ConsoleState = Depends(console_state)):
+    raw = await _body(request, MAX_BODY)
+    if raw is None:
+        st.stats["bad_requests"] += 1
+        return JSONResponse({"detail": f"the body is larger than {MAX_BODY} bytes"}, 413)
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        st.stats["bad_requests"] += 1
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return JSONResponse({"detail": f"the body is not JSON: {msg}"[:200]}, 400)
+    core = st.core
+    t_before = core.snapshot().get("t")
+    try:
+        cmd = core.push_command(data, origin="therapist")
+    except SessionStopped as e:
+        st.stats["stopped_refused"] += 1
+        return JSONResponse({"detail": str(e)}, 409)
+    except CommandFlood as e:
+        st.stats["flood_refused"] += 1
+        return JSONResponse({"detail": str(e)}, 429, headers={"retry-after": "1"})
+    except CommandError as e:
+        st.stats["commands_refused"] += 1
+        return JSONResponse({"detail": str(e)}, 422)
+    st.stats["commands_accepted"] += 1
+    return JSONResponse({"queued": True, "command": clean(cmd.payload()), "origin": cmd.origin,
+                         "state_t": clean(t_before)}, 202)
+
+
+#: the live feed
+feed = APIRouter()
+
+
+@feed.websocket("/ws")
+async def ws(websocket: WebSocket):
+    st: ConsoleState = websocket.app.state.console
+    clients: set = websocket.app.state.clients
+    await websocket.accept(subprotocol=WS_SUBPROTOCOL
+                           if WS_SUBPROTOCOL in websocket.scope.get("subprotocols", []) else None)
+    clients.add(websocket)
+    try:
+        await websocket.send_json({"type": "hello", "session": st.info, "fields": HISTORY_FIELDS,
+                                   "history": list(st.history), "changes": list(st.changes)})
+        reader = asyncio.ensure_future(_drain(websocket))
+        last = None
+        last_sent = 0.0
+        while not reader.done():
+            s = st.state()
+            now = time.monotonic()
+            key = (s.get("t"), s.get("mode"), s.get("mirror"), s.get("end_reason"))
+            if key != last or now - last_sent > 2.0:
+                await websocket.send_json({"type": "state", "state": s})
+                last, last_sent = key, now
+            await asyncio.wait({reader}, timeout=PUSH_S)
+        reader.cancel()
+    except (WebSocketDisconnect, RuntimeError, ConnectionError):
+        pass
+    finally:
+        clients.discard(websocket)
+
+
 # ------------------------------------------------------------------------------ the app
-def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda: None) -> FastAPI:
+def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda: None,
+              refusals: RefusalLog | None = None, guard=None) -> FastAPI:
     app = FastAPI(
         title="Exposure therapist console", version="1",
         description="Live state and therapist commands of one running exposure session.\n\n"
@@ -303,123 +506,25 @@ def build_app(state: ConsoleState, token: str, origins: set[str], mirror=lambda:
         if cred is None or not hmac.compare_digest(cred.credentials.encode("utf-8", "replace"), gate_token):
             raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
 
-    core = state.core
-    secured = [Depends(auth)]
-    auth_responses = {401: {"description": "missing or wrong token", **ERR}}
+    # the token, declared once for every API area
+    api = APIRouter(prefix="/api", dependencies=[Depends(auth)],
+                    responses={401: {"description": "missing or wrong token", **ERR}})
+    api.include_router(state_routes)
+    api.include_router(command_routes)
+    from engine.console.course import course_router  # the course panel
 
-    @app.get("/", include_in_schema=False)
-    async def page():
-        return HTMLResponse(_read("index.html"), headers={"content-security-policy": PAGE_CSP})
-
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str):
-        if name not in STATIC:
-            return JSONResponse({"detail": "not found"}, 404)
-        return Response(_read(name), media_type=STATIC[name])
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return HTMLResponse(_read("docs.html"), headers={"content-security-policy": DOCS_CSP})
-
-    @app.get("/api/state", dependencies=secured, responses=auth_responses,
-             summary="The session's current state",
-             description="bpm, baseline, rmssd (HRV, ms), quality (0..1), lost, connection, intensity "
-                         "(0..1), target, level, level_name, mode (auto|manual|hold|paused|stopped), "
-                         "last_decision (who: policy|baseline|shield|therapist, reason), suds history, "
-                         "shield counts and recent interventions, rejected_commands, t (session s).")
-    async def get_state() -> dict:
-        return state.state()
-
-    @app.get("/api/session", dependencies=secured, responses=auth_responses,
-             summary="What this session is: id, pseudonymous patient, scene, levels, controller")
-    async def get_session() -> dict:
-        return state.info
-
-    @app.get("/api/history", dependencies=secured, responses=auth_responses,
-             summary="The state sampled over the session so far, for the charts",
-             description=f"fields: {', '.join(HISTORY_FIELDS)}; points: one row per sample, oldest first.")
-    async def get_history() -> dict:
-        return {"fields": HISTORY_FIELDS, "points": list(state.history), "changes": list(state.changes)}
-
-    @app.get("/api/mirror.png", dependencies=secured,
-             responses={**auth_responses, 200: {"content": {"image/png": {}}},
-                        204: {"description": "no scene is rendered"}},
-             summary="The latest small image of the patient's view", response_class=Response)
-    async def get_mirror():
-        png = mirror()
-        if png is None:
-            return Response(status_code=204)
-        return Response(png, media_type="image/png")
-
-    @app.post("/api/command", dependencies=secured, status_code=202,
-              summary="Send a therapist command; it is applied at the session's next tick",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": command_schema()}}}},
-              responses={**auth_responses,
-                         202: {"description": "queued; applied and logged (origin therapist) at the next tick"},
-                         400: {"description": "the body is not JSON", **ERR},
-                         403: {"description": "request from another site (Origin)", **ERR},
-                         409: {"description": "the session has stopped", **ERR},
-                         413: {"description": "the body is too large", **ERR},
-                         422: {"description": "not a valid command; the detail says why", **ERR},
-                         429: {"description": "too many commands queued; slow down", **ERR}})
-    async def post_command(request: Request):
-        raw = await _body(request, MAX_BODY)
-        if raw is None:
-            state.stats["bad_requests"] += 1
-            return JSONResponse({"detail": f"the body is larger than {MAX_BODY} bytes"}, 413)
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as e:
-            state.stats["bad_requests"] += 1
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            return JSONResponse({"detail": f"the body is not JSON: {msg}"}, 400)
-        if core.snapshot().get("mode") == "stopped":
-            state.stats["commands_refused"] += 1
-            return JSONResponse({"detail": "the session has stopped"}, 409)
-        t_before = core.snapshot().get("t")
-        try:
-            cmd = core.push_command(data, origin="therapist")
-        except CommandFlood as e:
-            state.stats["flood_refused"] += 1
-            return JSONResponse({"detail": str(e)}, 429, headers={"retry-after": "1"})
-        except CommandError as e:
-            state.stats["commands_refused"] += 1
-            return JSONResponse({"detail": str(e)}, 422)
-        state.stats["commands_accepted"] += 1
-        return JSONResponse({"queued": True, "command": clean(cmd.payload()), "origin": cmd.origin,
-                             "state_t": clean(t_before)}, 202)
-
-    @app.websocket("/ws")
-    async def ws(websocket: WebSocket):
-        await websocket.accept(subprotocol=WS_SUBPROTOCOL
-                               if WS_SUBPROTOCOL in websocket.scope.get("subprotocols", []) else None)
-        clients.add(websocket)
-        try:
-            await websocket.send_json({"type": "hello", "session": state.info, "fields": HISTORY_FIELDS,
-                                       "history": list(state.history), "changes": list(state.changes)})
-            reader = asyncio.ensure_future(_drain(websocket))
-            last = None
-            last_sent = 0.0
-            while not reader.done():
-                s = state.state()
-                now = time.monotonic()
-                key = (s.get("t"), s.get("mode"), s.get("mirror"), s.get("end_reason"))
-                if key != last or now - last_sent > 2.0:
-                    await websocket.send_json({"type": "state", "state": s})
-                    last, last_sent = key, now
-                await asyncio.wait({reader}, timeout=PUSH_S)
-            reader.cancel()
-        except (WebSocketDisconnect, RuntimeError, ConnectionError):
-            pass
-        finally:
-            clients.discard(websocket)
-
-    clients: set[WebSocket] = set()
-    app.state.clients = clients
-    from engine.console.course import course_router  # the course panel's route
-    app.include_router(course_router(state.session), dependencies=secured, responses=auth_responses)
-    app.add_middleware(TokenGate, token=token, state=state, origins=origins)
+    api.include_router(course_router(state.session))
+    app.include_router(pages)
+    app.include_router(api)
+    app.include_router(feed)  # the token gate checks the WebSocket handshake (no headers from browsers)
+    app.state.console = state
+    app.state.mirror = mirror
+    app.state.clients = set()
+    app.add_middleware(TokenGate, token=token, state=state, origins=origins, refusals=refusals, guard=guard)
+    app.state.guard = guard
+    uv = logging.getLogger("uvicorn.error")
+    if UNFINISHED_HANDSHAKE not in uv.filters:
+        uv.addFilter(UNFINISHED_HANDSHAKE)
     return app
 
 
@@ -446,4 +551,4 @@ async def _body(request: Request, limit: int) -> bytes | None:
 
 
 def _read(name: str) -> bytes:
-    return resources.files(__package__).joinpath("static", name).read_bytes()
+    return resources.files(__package__).joinpath("static", *name.split("/")).read_bytes()

@@ -79,11 +79,11 @@ def _row(x) -> dict:
 
 
 def course_router(session) -> APIRouter:
-    """``GET /api/course`` for ``session``; include it with the app's token dependency."""
+    """``GET /course`` for ``session``, included in the app's ``/api`` router (behind its token)."""
     panel = CoursePanel(session)
-    router = APIRouter()
+    router = APIRouter(tags=["course"])
 
-    @router.get("/api/course", summary="The patient's course: sessions so far and where this one started",
+    @router.get("/course", summary="The patient's course: sessions so far and where this one started",
                 description="sessions (oldest first; the last is this session, `current`): index, id, date, "
                             "minutes, start_level, highest_level, peak_suds, peak_hr_rise (bpm above baseline), "
                             "return_of_fear (first SUDS of a session minus the last SUDS at that level in the "

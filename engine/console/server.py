@@ -157,6 +157,7 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
         import uvicorn
 
         from engine.console.app import ConsoleState, build_app
+        from engine.console.limits import MAX_HEAD_BYTES, ConnectionGuard, GuardedH11Protocol
     except ModuleNotFoundError as e:
         raise ConfigError(f"the therapist console needs {e.name}: pip install fastapi 'uvicorn[standard]' "
                           "(or run with --console off)") from None
@@ -171,9 +172,17 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
     names = {"127.0.0.1", "localhost", "[::1]", _url_host(host)}
     origins = {f"http://{n}:{port}" for n in names}
     state = ConsoleState(session)
-    app = build_app(state, token, origins, mirror=lambda: session.mirror_png)
+    guard = ConnectionGuard()
+    state.guard = guard
+    app = build_app(state, token, origins, mirror=lambda: session.mirror_png, guard=guard)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio",
-                            access_log=False, timeout_graceful_shutdown=2, server_header=False)
+                            access_log=False, timeout_graceful_shutdown=2, server_header=False,
+                            http=GuardedH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                            timeout_keep_alive=5,
+                            # asyncio accepts up to `backlog` sockets in one go before any protocol
+                            # (and our guard) sees them: a small batch keeps a flood below the budget
+                            backlog=64)
+    config.connection_guard = guard  # read by GuardedH11Protocol (uvicorn builds protocols from the config)
     server = uvicorn.Server(config)
     handle = ConsoleHandle(host, port, token, _server=server, _io=session.io, _app=app, _state=state)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from engine.session.clock import SimClock
 from engine.session.commands import CommandError
-from engine.session.live import ConfigError, Session, SessionConfig
+from engine.session.live import ConfigError, Session, SessionConfig, interrupted_reason
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,11 @@ class Runner:
         self.tm = task_mgr or TaskManager()
         self.tm.setClock(self.clock)
         if audio is None:
-            if mode == "window":
+            if mode == "window" and not _sound_device():
+                # without a sound card, OpenAL/ALSA print a score of error lines on the terminal
+                log.info("no sound device (/dev/snd); running silent")
+                audio = NullAudio()
+            elif mode == "window":
                 try:
                     from scenes.audio import PandaAudio
 
@@ -375,8 +379,8 @@ class Runner:
                     wait = 1.0 / FRAME_RATE - (time.monotonic() - t_frame)
                     if wait > 0:
                         time.sleep(wait)
-        except KeyboardInterrupt:
-            self.done = "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as e:
+            self.done = interrupted_reason(e)
         return self.done or "completed"
 
     def close(self) -> None:
@@ -427,6 +431,14 @@ def mirror_left_eye(host, rig) -> None:
     card.setBin("background", 0)
 
 
+def _sound_device() -> bool:
+    """A sound card to open, or a sound server to reach (PulseAudio/PipeWire)."""
+    import os
+
+    return (os.path.isdir("/dev/snd") and bool(os.listdir("/dev/snd"))) or bool(os.environ.get("PULSE_SERVER")) \
+        or os.path.exists(f"/run/user/{os.getuid()}/pulse/native")
+
+
 def run_rendered(cfg: SessionConfig, out, on_start) -> tuple[Session, str]:
     """Run a session with its scene on the display the config names. Returns (session, reason)."""
     mode = resolve_display(cfg.display)
@@ -448,10 +460,15 @@ def run_rendered(cfg: SessionConfig, out, on_start) -> tuple[Session, str]:
     try:
         session.start_io()
         on_start(session, out)
-        runner = Runner(session, mode, stereo=xr)
+        try:
+            runner = Runner(session, mode, stereo=xr)
+        except Exception as e:
+            why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            reason = f"could not start: the {mode} display did not open ({why})"
+            raise
         reason = runner.run()
-    except KeyboardInterrupt:
-        reason = "interrupted (Ctrl-C)"
+    except KeyboardInterrupt as e:
+        reason = interrupted_reason(e)
     finally:
         if runner is not None:
             try:

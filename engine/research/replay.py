@@ -70,6 +70,9 @@ class SessionLog:
     features: list[dict]
     duration_s: float
     problems: list[str] = field(default_factory=list)
+    #: tables found damaged (checksum, integrity check, unreadable rows); "file" when the file
+    #: failed SQLite's integrity check and has no checksums to say which tables are whole
+    damaged: frozenset = frozenset()
 
     @property
     def id(self) -> str:
@@ -95,7 +98,8 @@ def load_log(path: Path) -> SessionLog:
         meta = r.meta
         raw = {k: r.records(k) for k in ("samples", "decisions", "commands", "suds", "events",
                                           "scene", "features")}
-        duration = r.info().duration_s
+        duration = r.info().duration_s  # verifies the file (integrity check, checksums)
+        damaged = set(r.damaged_tables) | ({"file"} if r.unsure() else set())
         problems = list(r.problems)
     bad: dict[str, int] = {}
 
@@ -143,11 +147,14 @@ def load_log(path: Path) -> SessionLog:
         e["detail"] = _json(e["detail"], {})
         events.append(e)
     for kind, n in bad.items():
-        problems.append(f"{n} damaged {kind} row(s) skipped")
+        if kind not in damaged:  # the reader has not said so already: one line per damaged table
+            problems.append(f"{n} damaged {kind} row(s) skipped")
+        damaged.add(kind)
     return SessionLog(Path(path), meta, samples, decisions, commands,
                       [x for x in raw["suds"] if _num(x["t"]) is not None and _num(x["value"]) is not None],
                       events, [x for x in raw["scene"] if _num(x["t"]) is not None],
-                      [x for x in raw["features"] if _num(x["t"]) is not None], float(duration), problems)
+                      [x for x in raw["features"] if _num(x["t"]) is not None], float(duration), problems,
+                      frozenset(damaged))
 
 
 def hierarchy_of(log: SessionLog, with_params: bool = False) -> Hierarchy:

@@ -131,7 +131,7 @@ def timeline_figure(log: SessionLog):
                   ms=5, mfc="none", label="shield capped a rise")
     if lv:
         ax_x.set_yticks([float(x) for _, x in lv])
-        ax_x.set_yticklabels([f"L{i} {str(n)[:26]}" for i, (n, _) in enumerate(lv)], fontsize=7)
+        ax_x.set_yticklabels([f"L{i} {n}" for i, (n, _) in enumerate(lv)], fontsize=7)  # whole names
     ax_x.set_ylim(-0.03, 1.03)
     ax_x.grid(alpha=0.3)
     ax_x.legend(loc="upper left", fontsize=8, ncol=3)
@@ -248,19 +248,30 @@ def build_report(path: Path) -> str:
     def num(x, fmt="{:.0f}", unit=""):
         return "–" if x is None else fmt.format(x) + unit
 
+    unknown = set(s["unknown"])
+
+    def fact(key, text):  # a fact the damaged file cannot establish is shown as unknown
+        return "unknown (the file is damaged)" if key in unknown else text
+
     cards = [
-        ("duration", f"{s['duration_s'] / 60:.1f} min"),
+        ("duration", fact("duration_s", f"{(s['duration_s'] or 0) / 60:.1f} min")),
         ("resting baseline HR", num(s["baseline_hr"], unit=" bpm")),
         ("peak HR", num(s["peak_hr"], unit=" bpm")),
         ("peak rise over baseline", num(None if s["peak_hr"] is None or s["baseline_hr"] is None
                                         else s["peak_hr"] - s["baseline_hr"], "{:+.0f}", " bpm")),
-        ("highest level reached", e(lvl(s["top_level"]))),
-        ("final level", e(lvl(s["final_level"]))),
-        ("SUDS ratings", f"{len(suds_vals)}" + (f" (peak {max(suds_vals):.0f})" if suds_vals else "")),
-        ("safety shield interventions", str(s["shield_interventions"])),
+        ("highest level reached", fact("top_level", e(lvl(s["top_level"])))),
+        ("final level", fact("final_level", e(lvl(s["final_level"])))),
+        ("SUDS ratings", fact("suds", f"{len(suds_vals)}" + (f" (peak {max(suds_vals):.0f})" if suds_vals else ""))),
+        ("safety shield interventions", fact("shield_interventions", str(s["shield_interventions"]))),
     ]
+    if s.get("no_signal"):
+        cards.append(("heart-rate signal", e(s["no_signal"])))
+    if "baseline_hr" in unknown:
+        cards[1:4] = [(k, "unknown (the file is damaged)") for k, _ in cards[1:4]]
     changes = "".join(f"<tr><td>{c['count']}</td><td>{e(str(c['who']))}</td><td>{e(str(c['reason']))}</td></tr>"
-                      for c in s["changes"]) or "<tr><td colspan=3>no change of intensity</td></tr>"
+                      for c in s["changes"] or ()) or (
+        "<tr><td colspan=3>unknown (the file is damaged)</td></tr>" if "changes" in unknown
+        else "<tr><td colspan=3>no change of intensity</td></tr>")
     lrows = "".join(
         f"<tr><td>L{r['level']}</td><td>{e(r['name'])}</td><td>{r['minutes']:.1f}</td>"
         f"<td>{num(r['mean_delta'], '{:+.0f}')}</td><td>{num(r['peak_delta'], '{:+.0f}')}</td>"
@@ -275,7 +286,7 @@ def build_report(path: Path) -> str:
     if log.problems:
         warn = ("<div class=warn><b>Parts of this session file could not be read</b> (the report shows "
                 "what is intact):<ul>" + "".join(f"<li>{e(p)}</li>" for p in log.problems) + "</ul></div>")
-    ended = s["ended"]
+    ended = s["ended"] if "ended" not in unknown else "unknown (the file is damaged)"
     cards_html = "".join(f"<div class=card><div class=k>{k}</div><div class=v>{v}</div></div>" for k, v in cards)
     ev_html = ev_html or "<tr><td colspan=4>none</td></tr>"
     return f"""<!doctype html>
@@ -329,7 +340,7 @@ def write_page(page: str, out: Path) -> Path:
     """Write an HTML page atomically, mode 0600 (it holds patient data); returns its path."""
     out = Path(out).expanduser()
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new folder is private
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
     except OSError as e:
         raise StoreError(f"cannot write {out}: {e.strerror}") from None

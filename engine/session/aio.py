@@ -46,6 +46,8 @@ class BackgroundLoop:
             log.warning("stopping the I/O loop: %s", e)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()  # an unclosed loop warns (ResourceWarning) whenever it is collected
 
 
 async def pump(source, core) -> None:

@@ -39,6 +39,8 @@ _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*$")
 def parse_duration(text: str) -> float:
     """'45m', '90s', '1.5h' or plain seconds → seconds."""
     m = _DUR.match(str(text))
+    if not m and str(text).startswith("-") and _DUR.match(str(text)[1:]):
+        raise ConfigError(f"--duration {text!r}: a duration must be positive (e.g. 45m, 90s or 1h)")
     if not m:
         raise ConfigError(f"--duration {text!r} is not a duration: use e.g. 45m, 90s or 1h")
     v = float(m.group(1))

@@ -15,13 +15,15 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from engine.session.arbiter import AUTO, HOLD, MANUAL, PAUSED, STOPPED, Arbiter
-from engine.session.commands import Command, CommandError, CommandFlood, parse_command
+from engine.session.commands import Command, CommandError, CommandFlood, SessionStopped, parse_command
 from engine.store.files import SessionWriter
 from policy import step as session_step
 from policy.controllers import Controller
@@ -65,7 +67,15 @@ class SessionCore:
         controller.reset(1, self.levels, np.random.default_rng(seed))
         shield.reset(1)
         self._samples: queue.SimpleQueue[Sample] = queue.SimpleQueue()
-        self._cmds: queue.Queue[Command] = queue.Queue(MAX_QUEUED_COMMANDS)
+        # -- command queue: two lanes under one lock, applied in arrival order at the next tick.
+        # Safety commands (stop, pause, resume, hold, manual) have their own unbounded lane and are
+        # never refused for load; the rest share MAX_QUEUED_COMMANDS slots (429 beyond).
+        self._cmd_lock = threading.Lock()
+        self._cmd_seq = 0
+        self._lane_safety: deque[tuple[int, Command]] = deque()
+        self._lane_other: deque[tuple[int, Command]] = deque()
+        self._stop_queued = False  # a stop is queued or applied: every later command is refused (409)
+        # -- end command queue
         self._events: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
         self.behaviour: dict = {}
         self.next_decision = t0 + controller.decision_interval
@@ -142,18 +152,44 @@ class SessionCore:
         self._samples.put(s)
 
     def push_command(self, cmd: Command | dict, origin: str = "therapist") -> Command:
-        """Validate and queue a command. Raises CommandError for a malformed one or a flood."""
+        """Validate and queue a command (thread-safe).
+
+        Raises CommandError for a malformed one, CommandFlood when the non-safety lane is full,
+        SessionStopped once a stop has been queued. A command that returns is applied and logged
+        at the next tick, or logged there as refused with its reason; it is never dropped.
+        """
         try:
             if not isinstance(cmd, Command):
                 cmd = parse_command(cmd, origin, n_levels=len(self.levels))
-            self._cmds.put_nowait(cmd)
         except CommandError:
             self.rejected_commands += 1
             raise
-        except queue.Full:
-            self.rejected_commands += 1
-            raise CommandFlood("too many commands queued; slow down") from None
+        with self._cmd_lock:
+            if self._stop_queued:
+                raise SessionStopped("the session has stopped")
+            if cmd.safety:
+                lane = self._lane_safety
+                self._stop_queued = cmd.type == "stop"
+            elif len(self._lane_other) >= MAX_QUEUED_COMMANDS:
+                self.rejected_commands += 1
+                raise CommandFlood("too many commands queued; slow down")
+            else:
+                lane = self._lane_other
+            self._cmd_seq += 1
+            lane.append((self._cmd_seq, cmd))
         return cmd
+
+    def _take_commands(self) -> list[Command]:
+        """Everything queued so far, both lanes, in arrival order."""
+        with self._cmd_lock:
+            a, b = list(self._lane_safety), list(self._lane_other)
+            self._lane_safety.clear()
+            self._lane_other.clear()
+        return [c for _, c in sorted(a + b, key=lambda x: x[0])] if a and b else [c for _, c in a or b]
+
+    @property
+    def stop_queued(self) -> bool:
+        return self._stop_queued
 
     def push_event(self, kind: str, **detail) -> None:
         self._events.put((kind, detail))
@@ -167,15 +203,11 @@ class SessionCore:
         if self.arbiter.stopped:
             return
         self.advance(now)
-        while True:
-            try:
-                cmd = self._cmds.get_nowait()
-            except queue.Empty:
-                break
+        for cmd in self._take_commands():  # after a stop, the rest are logged as refused
             self._apply_command(cmd, now)
-            if self.arbiter.stopped:
-                self._update_snapshot()
-                return
+        if self.arbiter.stopped:
+            self._update_snapshot()
+            return
         while True:
             try:
                 kind, detail = self._events.get_nowait()
@@ -311,12 +343,15 @@ class SessionCore:
         typ = cmd.type
         err = None
         try:
+            if self.arbiter.stopped:
+                raise ValueError("the session has stopped")
             if typ in ("stop", "pause", "resume", "hold", "auto", "manual", "set_level", "set_intensity"):
                 before, after = self.arbiter.transition(typ)
                 if typ == "stop":
                     self.end_reason = f"stopped by {cmd.origin}"
                     self._set_target(now, 0.0, cmd.origin, cmd.origin, "stop")
-                    self.intensity = self._anchor_x = 0.0
+                    # the calm start, at once: intensity and level (no ramp down after a stop)
+                    self.step.jump(0.0, now)
                 elif typ in ("set_level", "set_intensity"):
                     new = self.levels[cmd.level] if typ == "set_level" else cmd.intensity
                     why = (f"set level {cmd.level} ({self.hierarchy.levels[cmd.level].name})"
@@ -354,6 +389,12 @@ class SessionCore:
         if self.writer is not None:
             self.writer.write("commands", (now, typ, cmd.origin, cmd.payload(), err is None, err))
 
+    def _refuse(self, cmd: Command, why: str) -> None:
+        self.counts["commands"] += 1
+        self.rejected_commands += 1
+        if self.writer is not None and not self.writer.closed:
+            self.writer.write("commands", (self.t, cmd.type, cmd.origin, cmd.payload(), False, why))
+
     def _record_suds(self, now: float, value: float, origin: str) -> None:
         rec = {"t": now, "value": value, "origin": origin, "asked_t": self.suds_pending_since,
                "level": self.level, "intensity": self.intensity}
@@ -367,6 +408,10 @@ class SessionCore:
         """Record how the session ended and close the log. Safe to call twice."""
         if self.end_reason is None or not self.arbiter.stopped:
             self.end_reason = self.end_reason or reason
+        with self._cmd_lock:
+            self._stop_queued = True  # nothing is accepted after the end
+        for cmd in self._take_commands():  # queued but no tick came to apply it: logged as refused
+            self._refuse(cmd, "the session ended before it could be applied")
         if self.arbiter.mode != STOPPED:
             self.arbiter.mode = STOPPED
         if self.writer is not None and not self.writer.closed:

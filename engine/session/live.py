@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 
 from engine import __version__
+from engine.errors import Terminated
 from engine.session.clock import make_clock
 from engine.session.commands import Command
 from engine.session.config import (  # noqa: F401  (re-exported: the session's settings)
@@ -26,6 +27,7 @@ from engine.session.config import (  # noqa: F401  (re-exported: the session's s
     parse_speed,
 )
 from engine.session.core import CoreConfig, SessionCore
+from engine.session.watch import SignalWatch
 from engine.sources import SOURCE_HANDLERS
 from engine.store.course import course_context_from_meta, next_session, previous_source_state
 from engine.store.files import SessionWriter, StoreError
@@ -120,6 +122,7 @@ class Session:
         self.started_at = meta["started_at"]
         self.id = self.writer.id
         self.path = self.writer.path
+        self.watch = SignalWatch(cfg.sensor, self.clock.now(), quiet=self.source.clocked)
         self.stop_event = threading.Event()
         self.io = None
         self.console = None
@@ -165,6 +168,7 @@ class Session:
         rise = float(core.frame.hr_delta[0])
         if rise == rise and not core.frame.lost[0] and (self.peak_hr_rise is None or rise > self.peak_hr_rise):
             self.peak_hr_rise = rise
+        self.watch.update(now, core.n_samples, core.connection)
         src.observe(Exposure(now, core.intensity, self.cfg.scene, core.arbiter.paused,
                              core.suds_pending_since is not None, self.hierarchy.params_at(core.intensity)))
 
@@ -194,8 +198,8 @@ class Session:
                 nxt = min(t + cfg.tick_s, end)
                 clock.sleep_until(nxt, self.stop_event)
                 t = max(nxt, clock.now())
-        except KeyboardInterrupt:
-            reason = "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as e:
+            reason = interrupted_reason(e)
         finally:
             self.close(reason)
         return self.core.end_reason or reason
@@ -205,8 +209,10 @@ class Session:
             return
         self._closed = True
         state = getattr(self.source, "course_state", None)
-        if not self.writer.closed:
-            self.writer.set_meta(highest_level=self.highest_level,
+        self.watch.update(self.core.t, self.core.n_samples, self.core.connection)
+        if self.writer is not None and not self.writer.closed:
+            self.writer.set_meta(highest_level=self.highest_level, no_signal_s=round(self.watch.no_signal_s, 3),
+                                 no_signal=self.watch.summary(),
                                  **({"source_state": state()} if callable(state) else {}))
         self.core.end(reason)
         for x in [self.console, *self.extras]:
@@ -238,3 +244,7 @@ def log_course_start(core: SessionCore, course) -> None:
 
 def _takes_scene(name: str) -> bool:
     return name == "policy"
+
+
+def interrupted_reason(e: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"

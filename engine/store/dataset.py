@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from engine.store.export import EXPORT_KINDS, FORMATS, arrow_table
-from engine.store.files import PATIENT_RE, SessionReader, StoreError, list_sessions
+from engine.store.files import PATIENT_RE, SessionReader, StoreError, list_sessions, private_dir, private_file
 
 KINDS = ("sessions",) + EXPORT_KINDS
 
@@ -189,10 +189,7 @@ def export_all(sessions_dir: Path, fmt: str, out: Path, force: bool = False, str
     if not infos and not unreadable:
         raise StoreError(f"no sessions in {sessions_dir}; record one with 'exposure demo --sessions-dir "
                          f"{sessions_dir}' or point --sessions-dir elsewhere")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreError(f"cannot create export folder {out}: {e.strerror}") from None
+    out = private_dir(out, "export folder")
     existing = [k for k in KINDS if (out / k).exists()]
     if existing and not force:
         raise StoreError(f"{out / existing[0]} already exists; export into an empty folder or pass --force")
@@ -218,6 +215,7 @@ def export_all(sessions_dir: Path, fmt: str, out: Path, force: bool = False, str
                 warnings.append(str(e))
                 continue
             with reader:
+                reader.verify()
                 scene = _part(reader.meta.get("scene"), "unknown")
                 pat = reader.meta.get("patient")
                 patient = pat if isinstance(pat, str) and PATIENT_RE.match(pat) else "unknown"
@@ -227,13 +225,16 @@ def export_all(sessions_dir: Path, fmt: str, out: Path, force: bool = False, str
                     tables[kind] = arrow_table(reader, kind, extra={"session_id": sid})
                 for kind, t in tables.items():
                     d = tmp / kind / f"scene={scene}" / f"patient={patient}"
-                    d.mkdir(parents=True, exist_ok=True)
+                    for level in (tmp / kind, tmp / kind / f"scene={scene}", d):  # each 0700, whatever the umask
+                        level.mkdir(exist_ok=True, mode=0o700)
                     _write(_with_units(t, kind), d / f"{sid}.{fmt}", fmt)
+                    private_file(d / f"{sid}.{fmt}")
                     rows[kind] += t.num_rows
                 warnings += [f"{info.path.name}: {p}" for p in reader.problems]
             patients.add(patient)
             scenes.add(scene)
         (tmp / "README.md").write_text(schema_markdown(fmt), encoding="utf-8")
+        private_file(tmp / "README.md")
         for kind in KINDS:
             target = out / kind
             if (tmp / kind).exists():

@@ -16,7 +16,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from engine.store.files import TABLES, SessionReader, StoreError
+from engine.store.files import TABLES, SessionReader, StoreError, private_dir, private_file
 
 EXPORT_KINDS = ("samples", "features", "decisions", "commands", "suds", "events", "scene")
 FORMATS = ("csv", "parquet")
@@ -45,7 +45,7 @@ def arrow_table(reader: SessionReader, kind: str, extra: dict | None = None):
 
 def _write_csv(reader: SessionReader, kind: str, path: Path) -> int:
     n = 0
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow([c for c, _ in TABLES[kind]])
         for row in reader.rows(kind):
@@ -58,11 +58,7 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
     """Write one file per record kind into ``out``; returns rows written per kind."""
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format {fmt!r}: choose csv or parquet")
-    out = Path(out).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreError(f"cannot create export folder {out}: {e.strerror}") from None
+    out = private_dir(out, "export folder")
     targets = {k: out / f"{k}.{fmt}" for k in EXPORT_KINDS}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not force:
@@ -81,6 +77,8 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
                     t = arrow_table(r, kind)
                     pq.write_table(t, p)
                     counts[kind] = t.num_rows
+                private_file(p)
+            r.verify()
             if r.damaged:  # the reader reads around damage; a single export is all or nothing
                 raise sqlite3.DatabaseError(r.problems[0])
         for kind in EXPORT_KINDS:

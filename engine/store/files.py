@@ -12,6 +12,7 @@ meta, samples, features, decisions, commands, suds, events, scene.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ExposureError
@@ -81,12 +82,57 @@ def validate_patient(pid: str) -> str:
     return pid
 
 
-def ensure_dir(d: Path) -> Path:
+def private_dir(d: Path, what: str = "folder") -> Path:
+    """A folder for patient data: created 0700 whatever the umask; an existing one that others
+    can read or enter is tightened to 0700 with a warning."""
     d = Path(d).expanduser()
     try:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = d.stat()
     except OSError as e:
-        raise StoreError(f"cannot create sessions dir {d}: {e.strerror}; choose another with --sessions-dir") from None
+        raise StoreError(f"cannot create {what} {d}: {e.strerror}") from None
+    if not d.is_dir():
+        raise StoreError(f"{what} {d} is not a folder")
+    if st.st_mode & 0o077:
+        try:
+            os.chmod(d, 0o700)
+        except OSError as e:
+            log.warning("%s %s is open to other users (%o) and could not be made private: %s",
+                        what, d, st.st_mode & 0o777, e.strerror)
+        else:
+            log.warning("%s %s was open to other users (%o); made private (700): it holds patient data",
+                        what, d, st.st_mode & 0o777)
+    return d
+
+
+def private_file(path: Path) -> Path:
+    """Make a file of patient data readable by its owner only (0600)."""
+    os.chmod(path, 0o600)
+    return path
+
+
+def check_sessions_dir(d: Path) -> Path:
+    """A sessions folder to read: an error that says what is wrong if it is a file or unreadable
+    (a missing folder is fine: it has no sessions yet)."""
+    d = Path(d).expanduser()
+    try:
+        if d.exists() and not d.is_dir():
+            raise StoreError(f"--sessions-dir {d} is a file, not a folder; point it at the folder of session files")
+    except OSError as e:  # the folder above cannot be entered
+        raise StoreError(f"cannot read sessions dir {d}: {e.strerror}") from None
+    if d.exists() and not os.access(d, os.R_OK | os.X_OK):
+        raise StoreError(f"cannot read sessions dir {d}: permission denied (ask its owner, or choose "
+                         "another with --sessions-dir)")
+    return d
+
+
+def ensure_dir(d: Path) -> Path:
+    if Path(d).expanduser().is_file():
+        raise StoreError(f"--sessions-dir {d} is a file, not a folder; choose a folder with --sessions-dir")
+    try:
+        d = private_dir(d, "sessions dir")
+    except StoreError as e:
+        raise StoreError(f"{e}; choose another with --sessions-dir") from None
     if not os.access(d, os.W_OK | os.X_OK):
         raise StoreError(f"sessions dir {d} is not writable; choose another with --sessions-dir")
     return d
@@ -138,9 +184,8 @@ class SessionWriter:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.db.execute("BEGIN")
-        self.db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-        for name, cols in TABLES.items():
-            self.db.execute(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols)})")
+        for sql in SCHEMA_SQL.values():
+            self.db.execute(sql)
         self.db.execute("COMMIT")
         self._sql = {name: f"INSERT INTO {name} VALUES ({', '.join('?' * len(cols))})"
                      for name, cols in TABLES.items()}
@@ -213,10 +258,49 @@ class SessionWriter:
             self._thread.join()
         self.set_meta(**final_meta)
         self.flush()
+        # A checksum of each table as written, so a reader can tell a damaged file from a whole one
+        # (SQLite has no checksums of its own: a flipped byte in a number is a valid number).
+        try:
+            self.set_meta(digests=table_digests(self.db))
+            self.flush()
+        except sqlite3.Error as e:
+            log.error("session %s: could not write the checksums (%s); the file is complete without them", self.id, e)
         with self._db_lock:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.db.close()
             self.closed = True
+
+
+DIGEST_KEY = "digests"
+#: the table definitions this version writes (a reader compares them with the file's)
+SCHEMA_SQL = {"meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+              **{name: f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols)})"
+                 for name, cols in TABLES.items()}}
+
+
+def table_digests(db: sqlite3.Connection) -> dict[str, str]:
+    """SHA-256 of each table's rows in rowid order (meta: its entries but this one, by key), and
+    under "self" one of these, so that damage to the checksums themselves is seen as such."""
+    d = {name: table_digests_one(db, name) for name in ("meta", *TABLES)}
+    return {**d, "self": _self_digest(d)}
+
+
+def _self_digest(d: dict) -> str:
+    body = json.dumps({k: v for k, v in d.items() if k != "self"}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def table_digests_one(db: sqlite3.Connection, name: str) -> str:
+    h = hashlib.sha256()
+    if name == "meta":  # sorted here, not by its index: the digest is of the table alone
+        rows = sorted((r for r in db.execute("SELECT key, value FROM meta ORDER BY rowid") if r[0] != DIGEST_KEY),
+                      key=lambda r: str(r[0]))
+    else:
+        rows = db.execute(f"SELECT * FROM {name} ORDER BY rowid")
+    for row in rows:
+        h.update(repr(tuple(row)).encode("utf-8", "backslashreplace"))
+        h.update(b"\n")
+    return h.hexdigest()
 
 
 @dataclass
@@ -226,6 +310,8 @@ class SessionInfo:
     meta: dict
     counts: dict
     duration_s: float
+    problems: list = field(default_factory=list)
+    damaged: bool = False
 
     def summary(self) -> dict:
         m = self.meta
@@ -239,6 +325,8 @@ class SessionInfo:
             "controller": m.get("controller"),
             "ended": m.get("end_reason") or "incomplete (no end recorded: crashed or killed)",
             "path": str(self.path),
+            "damaged": self.damaged,
+            "problems": list(self.problems),
         }
 
 
@@ -263,11 +351,25 @@ class SessionReader:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"no session file at {self.path}")
+        try:
+            if not self.path.exists():
+                raise StoreError(f"no session file at {self.path}")
+            if self.path.is_dir():
+                raise StoreError(f"{self.path} is a folder, not a session file")
+        except OSError as e:
+            raise StoreError(f"cannot read {self.path}: {e.strerror}") from None
+        if not os.access(self.path, os.R_OK):
+            raise StoreError(f"cannot read {self.path}: permission denied")
         #: one line per thing that could not be read (damage, older schema); empty when whole
-        self.problems: list[str] = []
+        self._problems: list[str] = []
+        self._integrity = ""  # SQLite's integrity check, when it fails
         self.damaged = False
+        #: tables whose content is known to be damaged (one problem line each), and whether the
+        #: file as a whole failed SQLite's integrity check
+        self.damaged_tables: set[str] = set()
+        self.file_damaged = False
+        self._verified = False
+        self._digests_ok = False
         try:
             # Open read-write when we can so SQLite replays a WAL left by a killed writer
             # (the frames are recovered, nothing is modified).
@@ -292,9 +394,11 @@ class SessionReader:
                 self.db.close()
                 raise StoreError(f"{self.path} is not a readable session file ({e}); it may be corrupt") from None
             self._problem(f"the file is damaged or cut short ({e}); reading the parts that are intact")
+            self.file_damaged = True
         if "meta" not in names:
             self.db.close()
             raise StoreError(f"{self.path} is not a session file (no meta table)")
+        version = self._header_version(version, names)
         if version > SCHEMA_VERSION:
             self.db.close()
             raise StoreError(
@@ -315,28 +419,114 @@ class SessionReader:
         missing = [t for t in KINDS if t not in names]
         if missing:
             self._problem(f"tables missing: {', '.join(missing)} (read as empty)", damage=version >= SCHEMA_VERSION)
+            if version >= SCHEMA_VERSION:  # this version writes every table: a missing one is damage
+                self.damaged_tables.update(missing)
         self.meta = {}
         try:
             for k, v in self.db.execute("SELECT key, value FROM meta"):
                 try:
                     self.meta[k] = json.loads(v)
                 except (TypeError, ValueError):  # the writer stores JSON only: this is damage
-                    self._problem(f"meta entry {k!r} is damaged and left out")
+                    self._problem(f"meta entry {k!r} is damaged and left out", table="meta")
         except _DB_ERRORS as e:
-            self._problem(f"meta is damaged ({e}); read {len(self.meta)} entries")
+            self._problem(f"meta is damaged ({e}); read {len(self.meta)} entries", table="meta")
         self.id = self.meta.get("session_id", self.path.stem)
+
+    def _header_version(self, version: int, names: set[str]) -> int:
+        """The schema version in the file header, checked against the one the writer also put in
+        meta: a header that disagrees is damage (a flipped byte), not a different version."""
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            mv = json.loads(row[0]) if row else None
+        except (*_DB_ERRORS, TypeError, ValueError):
+            return version
+        if isinstance(mv, int) and not isinstance(mv, bool) and mv != version and 0 <= mv <= SCHEMA_VERSION:
+            self._problem(f"the file header is damaged (schema version {version}; the session recorded {mv})")
+            return mv
+        return version
 
     def _schema(self) -> tuple[int, set[str]]:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return version, names
 
-    def _problem(self, msg: str, damage: bool = True) -> None:
+    def _problem(self, msg: str, damage: bool = True, table: str | None = None) -> None:
         #: True once anything could not be read because the file is damaged (not for an older
         #: schema): a caller that must have all or nothing (single-session export) checks it
         self.damaged = self.damaged or damage
-        if msg not in self.problems:
-            self.problems.append(msg)
+        if table is not None:  # one line per damaged table: the first thing found
+            if table in self.damaged_tables:
+                return
+            self.damaged_tables.add(table)
+        if msg not in self._problems:
+            self._problems.append(msg)
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per problem. The integrity check's line is left out when a damaged table
+        already says where the damage is (one damage, one line)."""
+        if self._integrity and not self.damaged_tables:
+            return [self._integrity, *self._problems]
+        return list(self._problems)
+
+    def verify(self) -> bool:
+        """Check the whole file once: SQLite's integrity check, then each table against the
+        checksum written when the session ended. Returns True when nothing is damaged."""
+        if self._verified:
+            return not self.damaged
+        self._verified = True
+        try:
+            # integrity_check, not quick_check: it also compares indexes with their tables (the
+            # meta keys), which a flipped byte in a key would otherwise slip past
+            res = [str(r[0]) for r in self.db.execute("PRAGMA integrity_check(3)")]
+        except _DB_ERRORS as e:
+            res = [str(e)]
+        if res != ["ok"]:
+            self.file_damaged = True
+            first = " ".join(res[0].replace("*** in database main ***", "").split())
+            self._integrity = f"the file is damaged (SQLite integrity check: {first[:120]})"
+            self.damaged = True
+        if self.schema_version == SCHEMA_VERSION:
+            try:
+                have = dict(self.db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+            except _DB_ERRORS:
+                have = {}
+            bad = sorted(n for n, sql in SCHEMA_SQL.items() if n in have and have[n] != sql)
+            if bad:  # a column renamed by a flipped byte would read as empty: the table is not to be trusted
+                self.file_damaged = True
+                for n in bad:
+                    self._problem(f"the definition of table {n} is damaged", table=n)
+        want = self.meta.get(DIGEST_KEY)
+        if isinstance(want, dict) and want.get("self") != _self_digest(want):
+            self.file_damaged = True
+            self._problem("the checksums written when the session ended are damaged: the file cannot be verified",
+                          table="meta")
+        elif isinstance(want, dict):
+            self._digests_ok = True
+            for name in ("meta", *KINDS):
+                if name not in want or name in self.damaged_tables:
+                    continue
+                if name != "meta" and name not in self.tables:
+                    continue
+                try:
+                    got = table_digests_one(self.db, name)
+                except _DB_ERRORS as e:
+                    self._problem(f"table {name} is damaged ({e})", table=name)
+                    continue
+                if got != want[name]:
+                    self._problem(f"table {name} was damaged or changed since the session ended "
+                                  "(its checksum does not match)", table=name)
+        elif DIGEST_KEY in self.meta or self.meta.get("end_reason") is None:
+            pass  # damaged meta entry (already a problem), or a session that never ended: no checksums
+        return not self.damaged
+
+    def unsure(self, *tables: str) -> bool:
+        """True when facts drawn from these tables cannot be established: one of them is
+        damaged, or the file failed the integrity check and has no checksums to clear them."""
+        self.verify()
+        if any(t in self.damaged_tables for t in tables):
+            return True
+        return self.file_damaged and not self._digests_ok
 
     def columns(self, kind: str) -> list[str]:
         return [c for c, _ in TABLES[kind]]
@@ -362,9 +552,9 @@ class SessionReader:
                 else:
                     bad += 1
         except _DB_ERRORS as e:
-            self._problem(f"table {kind} is damaged ({e}); read the {len(out)} rows before the damage")
+            self._problem(f"table {kind} is damaged ({e}); read the {len(out)} rows before the damage", table=kind)
         if bad:
-            self._problem(f"{bad} damaged {kind} row(s) left out (missing or mistyped values)")
+            self._problem(f"{bad} damaged {kind} row(s) left out (missing or mistyped values)", table=kind)
         return out
 
     def records(self, kind: str) -> list[dict]:
@@ -377,7 +567,7 @@ class SessionReader:
         try:
             return self.db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0]
         except _DB_ERRORS as e:
-            self._problem(f"table {kind} is damaged ({e})")
+            self._problem(f"table {kind} is damaged ({e})", table=kind)
             return len(self.rows(kind))
 
     def last_t(self) -> float:
@@ -397,8 +587,9 @@ class SessionReader:
         dur = self.meta.get("duration_s")
         if not isinstance(dur, (int, float)) or isinstance(dur, bool) or not math.isfinite(dur):
             dur = self.last_t()
+        self.verify()
         return SessionInfo(self.id, self.path, self.meta,
-                           {k: self.count(k) for k in self.tables}, float(dur))
+                           {k: self.count(k) for k in self.tables}, float(dur), list(self.problems), self.damaged)
 
     def close(self) -> None:
         self.db.close()
@@ -412,7 +603,7 @@ class SessionReader:
 
 def list_sessions(sessions_dir: Path) -> tuple[list[SessionInfo], list[str]]:
     """All sessions in a directory, oldest first, and one line per file that could not be read."""
-    d = Path(sessions_dir).expanduser()
+    d = check_sessions_dir(sessions_dir)
     if not d.exists():
         return [], []
     infos, problems = [], []
@@ -429,9 +620,12 @@ def list_sessions(sessions_dir: Path) -> tuple[list[SessionInfo], list[str]]:
 def find_session(sessions_dir: Path, ref: str) -> Path:
     """A session by id, unique id prefix, or path."""
     p = Path(ref).expanduser()
-    if p.suffix == SUFFIX and p.exists():
-        return p
-    d = Path(sessions_dir).expanduser()
+    try:
+        if p.suffix == SUFFIX and p.exists():
+            return p
+    except OSError as e:
+        raise StoreError(f"cannot read {p}: {e.strerror}") from None
+    d = check_sessions_dir(sessions_dir)
     exact = d / f"{ref}{SUFFIX}"
     if exact.exists():
         return exact

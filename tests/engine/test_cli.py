@@ -109,7 +109,9 @@ def test_newer_schema_and_corrupt_files_are_one_line(tmp_path):
             "--sessions-dir", d, check=True)
     path = next(d.glob("*.session"))
     db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")  # as a newer version writes it: header and meta
+    db.execute(f"UPDATE meta SET value = '{SCHEMA_VERSION + 5}' WHERE key = 'schema_version'")
+    db.commit()
     db.close()
     p = run_cli("export", path.stem, "--out", tmp_path / "X", "--sessions-dir", d)
     assert p.returncode == 2 and "upgrade exposure" in p.stderr and len(p.stderr.splitlines()) == 1

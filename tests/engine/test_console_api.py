@@ -46,8 +46,8 @@ def _warm(s, c, need_bpm=True):
 def test_every_route_and_the_websocket_refuse_without_the_token(tmp_path):
     with live_console(tmp_path) as (s, h, c):
         app_paths = {(m, r.path) for r in h._app.routes for m in getattr(r, "methods", None) or ()}
-        public = {("GET", "/"), ("GET", "/docs"), ("GET", "/static/{name}"), ("HEAD", "/"),
-                  ("HEAD", "/docs"), ("HEAD", "/static/{name}")}
+        public = {("GET", "/"), ("GET", "/docs"), ("GET", "/static/{name:path}"), ("HEAD", "/"),
+                  ("HEAD", "/docs"), ("HEAD", "/static/{name:path}")}
         routes = set(ROUTES) | {(m, p) for m, p in app_paths - public}
         assert ("GET", "/api/state") in routes and ("POST", "/api/command") in routes
         bad = [None, "", "Bearer", f"Bearer {h.token[:-1]}", f"Bearer {h.token}x",
@@ -224,21 +224,212 @@ def test_malformed_commands_get_a_clear_4xx_are_counted_and_never_reach_the_core
         assert records_now(s, "commands") == []
 
 
-def test_a_flood_of_commands_is_refused_with_429_and_cannot_stall_the_session(tmp_path):
+def test_a_flood_of_notes_gets_429_but_safety_commands_are_never_refused_and_apply_at_the_next_tick(tmp_path):
     with live_console(tmp_path) as (s, h, c):
         step(s)
         codes = [c.post("/api/command", json={"type": "annotate", "text": f"n{i}"}).status_code
                  for i in range(400)]
         assert codes.count(202) == 256 and codes.count(429) == 144
         assert codes[:256] == [202] * 256
-        assert c.post("/api/command", json={"type": "stop"}).status_code == 429  # even a stop: queue is full
+        # the note lane is full; safety commands have their own lane
+        for body in ({"type": "pause"}, {"type": "resume"}, {"type": "hold"}, {"type": "manual"}, {"type": "pause"}):
+            assert c.post("/api/command", json=body).status_code == 202, body
+        assert c.post("/api/command", json={"type": "annotate", "text": "more"}).status_code == 429
         t0 = s.core.t
-        step(s)  # one tick drains the bounded queue: bounded work, the session goes on
-        assert s.core.t > t0 and s.core.counts["commands"] == 256
-        assert c.post("/api/command", json={"type": "pause"}).status_code == 202
-        step(s)
+        step(s)  # one tick applies everything queued: bounded work, the session goes on
+        assert s.core.t > t0 and s.core.counts["commands"] == 256 + 5
         assert s.core.snapshot()["mode"] == "paused"
         assert c.get("/api/state").json()["console"]["flood_refused"] == 145
+        rows = records_now(s, "commands")
+        assert len(rows) == 261 and all(r["accepted"] == 1 for r in rows)
+        assert [r["type"] for r in rows[256:]] == ["pause", "resume", "hold", "manual", "pause"]
+
+
+def test_every_202_is_applied_or_logged_as_refused_and_a_stop_gets_409_at_once(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        step(s)
+        ok = []
+        for i in range(40):
+            r = c.post("/api/command", json={"type": "annotate", "text": f"before {i}"})
+            assert r.status_code == 202
+            ok.append(f"before {i}")
+        assert c.post("/api/command", json={"type": "stop"}).status_code == 202
+        # the stop is not applied yet (no tick), but nothing after it is accepted
+        assert s.core.snapshot()["mode"] != "stopped"
+        for body in ({"type": "annotate", "text": "after"}, {"type": "pause"}, {"type": "stop"}):
+            r = c.post("/api/command", json=body)
+            assert r.status_code == 409 and r.json()["detail"] == "the session has stopped"
+        step(s)
+        assert s.core.snapshot()["mode"] == "stopped"
+        s.close("test over")
+        rows = records(s.path, "commands")
+        assert [json.loads(r["payload"]).get("text") for r in rows[:-1]] == ok
+        assert rows[-1]["type"] == "stop" and all(r["accepted"] == 1 for r in rows)
+        notes = [json.loads(e["detail"])["text"] for e in records(s.path, "events") if e["kind"] == "annotation"]
+        assert notes == ok
+
+
+def test_commands_queued_when_the_session_ends_are_logged_as_refused_not_dropped(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        step(s)
+        for i in range(5):
+            assert c.post("/api/command", json={"type": "annotate", "text": f"late {i}"}).status_code == 202
+        s.close("test over")  # no tick after the notes
+        from engine.session.commands import SessionStopped
+
+        with pytest.raises(SessionStopped):  # the console is down; the core refuses too
+            s.core.push_command({"type": "pause"})
+        rows = records(s.path, "commands")
+        assert [r["accepted"] for r in rows] == [0] * 5
+        assert all(r["error"] == "the session ended before it could be applied" for r in rows)
+
+
+def test_stop_brings_intensity_and_level_to_the_calm_start(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        _warm(s, c)
+        assert c.post("/api/command", json={"type": "set_level", "level": 3}).status_code == 202
+        step(s, 200)  # ramp up to level 3
+        assert s.core.level == 3
+        assert c.post("/api/command", json={"type": "stop"}).status_code == 202
+        step(s)
+        snap = c.get("/api/state").json()
+        assert (snap["intensity"], snap["level"], snap["mode"]) == (0.0, 0, "stopped")
+        s.close("test over")
+        last = records(s.path, "scene")[-1]
+        assert (last["intensity"], last["level"], last["mode"]) == (0.0, 0, "stopped")
+
+
+LONE = b'{"type": "annotate", "text": "before \\ud800 after"}'
+
+
+def test_a_note_with_a_lone_surrogate_is_refused_before_anything_is_applied(tmp_path):
+    with live_console(tmp_path) as (s, h, c), ws_connect(_ws_url(h), subprotocols=[WS_SUBPROTOCOL, f"bearer.{h.token}"],
+                                                         open_timeout=10) as w:
+        assert json.loads(w.recv(timeout=10))["type"] == "hello"
+        step(s)
+        assert json.loads(LONE)["text"] == "before \ud800 after"  # what JSON.stringify sends
+        for _ in range(3):
+            r = c.post("/api/command", content=LONE, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422 and "surrogate" in r.json()["detail"]
+        r = c.post("/api/command", json={"type": "annotate", "text": "fine \u00e9\u4e2d"})
+        assert r.status_code == 202
+        step(s)
+        assert c.get("/api/state").status_code == 200
+        for _ in range(20):  # the feed keeps going
+            msg = json.loads(w.recv(timeout=10))
+            if msg["type"] == "state" and msg["state"]["commands_recent"]:
+                break
+        assert msg["state"]["commands_recent"][-1]["payload"]["text"] == "fine \u00e9\u4e2d"
+        assert s.core.counts["commands"] == 1 and s.core.rejected_commands == 3
+        s.close("test over")
+        notes = [json.loads(e["detail"])["text"] for e in records(s.path, "events") if e["kind"] == "annotation"]
+        assert notes == ["fine \u00e9\u4e2d"]
+
+
+# ------------------------------------------------------------------------------ refusals, errors, docs
+def test_refused_websocket_handshakes_are_counted_and_logged_once_in_a_while(tmp_path):
+    import logging
+
+    records_seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records_seen.append(record)
+
+    keep = Keep(level=logging.DEBUG)
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn", "engine.console.app")]
+    for lg in loggers:
+        lg.addHandler(keep)
+    try:
+        with live_console(tmp_path) as (s, h, c):
+            for i in range(30):
+                sub = [] if i % 2 else [f"bearer.{h.token}x"]
+                with pytest.raises(InvalidStatus) as e:
+                    ws_connect(_ws_url(h), subprotocols=sub or None, open_timeout=10)
+                assert e.value.response.status_code == 401
+                assert e.value.response.headers["cache-control"] == "no-store"
+            with pytest.raises(InvalidStatus):
+                ws_connect(_ws_url(h), subprotocols=[f"bearer.{h.token}"], origin="http://evil.example",
+                           open_timeout=10)
+            assert c.get("/api/state").json()["console"]["ws_refused"] == 31
+    finally:
+        for lg in loggers:
+            lg.removeHandler(keep)
+    errors = [r for r in records_seen if r.levelno >= logging.ERROR]
+    assert errors == []
+    warnings = [r.getMessage() for r in records_seen if r.levelno == logging.WARNING and "refused" in r.getMessage()]
+    assert len(warnings) == 1 and "1 in all" in warnings[0]  # the first; the rest wait for the next minute
+
+
+def test_a_refusal_log_reports_counts_at_most_once_per_period():
+    from engine.console.app import RefusalLog
+
+    now = [0.0]
+    rl = RefusalLog(every_s=60, clock=lambda: now[0])
+    logged = []
+    import logging
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    lg = logging.getLogger("engine.console.app")
+    k = Keep()
+    lg.addHandler(k)
+    try:
+        for i in range(1000):
+            now[0] = i * 0.5  # 500 s of refusals, two a second
+            rl.refused("401 missing or wrong token")
+    finally:
+        lg.removeHandler(k)
+    assert rl.total == 1000
+    assert len(logged) == 9  # t = 0, 60, 120, ... 480
+    assert logged[1].startswith("console: 120 WebSocket")
+
+
+def test_error_responses_carry_the_security_headers(tmp_path):
+    with live_console(tmp_path) as (s, h, c):
+        step(s)
+
+        def boom():
+            raise RuntimeError("mirror broke")
+
+        h._app.state.mirror = boom
+        answers = [c.get("/nope"), c.delete("/api/state"), c.post("/api/command", content=b"{"),
+                   c.post("/api/command", json={"type": "launch"}), c.post("/api/command", content=b"x" * 20000),
+                   httpx.get(base_url(h) + "/api/state"), c.post("/api/command", json={"type": "pause"},
+                                                                 headers={"Origin": "http://evil.example"}),
+                   c.get("/api/mirror.png"), c.get("/static/none.js")]
+        assert [r.status_code for r in answers] == [404, 405, 400, 422, 413, 401, 403, 500, 404]
+        for r in answers:
+            assert r.headers["cache-control"] == "no-store", r
+            assert r.headers["x-frame-options"] == "DENY"
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+            assert r.headers["x-content-type-options"] == "nosniff"
+        assert answers[7].json() == {"detail": "internal error of the console (logged)"}
+        assert c.get("/api/state").json()["console"]["server_errors"] == 1
+
+
+def test_the_api_page_loads_nothing_from_another_host(tmp_path):
+    import re
+
+    with live_console(tmp_path) as (s, h, c):
+        r = c.get("/docs")
+        assert r.status_code == 200
+        csp = r.headers["content-security-policy"]
+        assert "http" not in csp and "script-src 'self'" in csp
+        refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert refs and all(x.startswith("/") or x.startswith("data:") for x in refs), refs
+        with httpx.Client(base_url=base_url(h)) as anon:  # public, as the page needs them before the token
+            for ref in refs:
+                if ref.startswith("/"):
+                    got = anon.get(ref)
+                    assert got.status_code == 200 and len(got.content) > 1000, ref
+        assert b"SwaggerUIBundle" in anon_get(h, "/static/swagger/swagger-ui-bundle.js")
+
+
+def anon_get(h, path):
+    return httpx.get(base_url(h) + path).content
 
 
 # ------------------------------------------------------------------------------ fuzzing

@@ -328,3 +328,25 @@ def test_when_every_nearby_port_is_busy_the_session_does_not_start_and_says_why(
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"exposure: error: --console 127.0.0.1:{base}: ports")
     assert "all in use" in p.stderr
+
+
+def test_the_api_page_renders_offline_from_the_console_alone(tmp_path, page):
+    # every request that leaves the console's own address is refused, as in a clinic without internet
+    with live_console(tmp_path) as (s, h, c):
+        base = base_url(h)
+        outside: list[str] = []
+
+        def route(r):
+            if r.request.url.startswith(base):
+                r.continue_()
+            else:
+                outside.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.goto(f"{base}/docs#token={h.token}")
+        page.wait_for_selector("text=Send a therapist command")  # the operation, rendered by Swagger UI
+        body = page.inner_text("body")
+        assert "GET\n/api/state" in body and "OAS 3.1" in body
+        assert outside == [] and page.errors == []
+        page.unroute("**/*")

@@ -17,7 +17,7 @@ import pytest
 
 from engine.cli import main
 from engine.research.replay import ReplaySession, counterfactual, load_log, rederive
-from engine.store.files import SessionReader, list_sessions
+from engine.store.files import SessionReader, list_sessions, table_digests
 from policy.controllers import Ladder, register_controller
 from tests.conftest import ROOT, cli_env, run_cli
 from tests.engine.research_sessions import record
@@ -65,7 +65,9 @@ def test_therapist_commands_and_irregular_ticks_replay_exactly(tmp_path, jitter)
     res = rederive(log)
     assert res.match, [m.line() for m in res.mismatches[:5]]
     assert res.n_replayed == len(log.decisions) > 100
-    assert {d["who"] for d in log.decisions} >= {"baseline", "therapist", "shield"}
+    # (the shield is not asked for: in this session it never changes where the target goes, and
+    # a step down it would make at the floor is not an intervention)
+    assert {d["who"] for d in log.decisions} >= {"baseline", "therapist"}
     assert res.max_obs_diff == 0.0
 
 
@@ -77,6 +79,9 @@ def test_a_decision_that_differs_from_the_record_is_reported(tmp_path):
     db = sqlite3.connect(path)
     rowid = db.execute("SELECT rowid FROM decisions ORDER BY rowid LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
     db.execute("UPDATE decisions SET target_after = target_after + 0.05 WHERE rowid = ?", (rowid,))
+    # a record that differs from what this software re-derives, written whole (checksums to match):
+    # a mismatch, not damage
+    db.execute("UPDATE meta SET value = ? WHERE key = 'digests'", (json.dumps(table_digests(db)),))
     db.commit()
     db.close()
     res = rederive(load_log(path))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from engine.store.files import SessionReader
+from engine.store.files import SessionReader, table_digests
 from tests.conftest import run_cli
 from tests.engine.research_sessions import record
 
@@ -24,6 +25,7 @@ def sessions(tmp_path_factory):
 
     db = sqlite3.connect(paths[2])
     db.execute("UPDATE meta SET value = '\"P042\"' WHERE key = 'patient'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'digests'", (json.dumps(table_digests(db)),))  # still whole
     db.commit()
     db.close()
     return d, paths
@@ -117,6 +119,8 @@ def test_unreadable_and_damaged_files_are_named_and_the_rest_exported(sessions, 
     shutil.copy(paths[0], full)
     db = sqlite3.connect(full)
     db.execute("UPDATE meta SET value = '\"cut-copy\"' WHERE key = 'session_id'")
+    # a whole copy under another id, checksums to match (else the edit itself is damage)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'digests'", (json.dumps(table_digests(db)),))
     db.commit()
     db.close()
     data = full.read_bytes()

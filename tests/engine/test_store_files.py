@@ -71,7 +71,9 @@ def test_patient_id_validation_never_escapes(pid):
 def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
     path = short_session(tmp_path / "s", minutes=1)
     db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")  # as a newer version writes it: header and meta
+    db.execute(f"UPDATE meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
+    db.commit()
     db.close()
     with pytest.raises(StoreError, match="newer than this software reads"):
         SessionReader(path)

@@ -12,7 +12,7 @@
   window.addEventListener("load", () => {
     if (typeof SwaggerUIBundle === "undefined") {
       document.getElementById("swagger-ui").textContent =
-        "Swagger UI could not be loaded (no internet?). The API description is at /openapi.json " +
+        "Swagger UI could not be loaded. The API description is at /openapi.json " +
         "(send Authorization: Bearer TOKEN).";
       return;
     }
