@@ -36,6 +36,28 @@ def shipped_bundle(scene: str) -> Path:
     return MODELS_DIR / scene / BUNDLE_NAME
 
 
+def goals_met(scene: str, models_dir: Path | None = None) -> tuple[bool, str]:
+    """Whether the shipped policy's model card shows every goal met on held-out patients for
+    ``scene`` (its ``goals`` block, written when a policy is judged against them), and why not.
+    A card without that block, or one trained on an earlier patient model, does not qualify."""
+    import json
+
+    card = (models_dir or MODELS_DIR) / scene / "card.json"
+    try:
+        c = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False, f"no readable model card for {scene}"
+    goals = c.get("goals")
+    if not isinstance(goals, dict) or not goals.get("results"):
+        return False, "its model card does not show the goals judged on held-out patients"
+    if c.get("patient_model") != "calibrated":
+        return False, "it was trained and judged on the patient model before its calibration"
+    missed = [k for k, v in goals["results"].items() if not v.get("met")]
+    if missed:
+        return False, f"its model card shows goals not met: {', '.join(missed)}"
+    return True, "its model card shows every goal met on held-out patients"
+
+
 class LearnedController(Controller):
     """A trained actor behind the controller interface."""
 

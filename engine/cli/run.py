@@ -79,6 +79,8 @@ def run_session(cfg, out=sys.stdout):
 
 
 def _on_start(session, out) -> None:
+    why = session.cfg.controller_reason
+    print(f"controller: {session.cfg.controller}" + (f" (default: {why})" if why else ""), file=out, flush=True)
     _print_course(session, out)
     if session.cfg.lsl:
         from engine.research.lsl import start_lsl

@@ -89,6 +89,7 @@ class Session:
                                               "file": self.hierarchy.source,
                                               "levels": [[lv.name, lv.intensity] for lv in self.hierarchy.levels]},
             "controller": self.controller.name, "controller_info": self.controller.describe(),
+            "controller_reason": cfg.controller_reason or "chosen with --controller",
             "shield": self.shield.describe(), "sensor": cfg.sensor, "seed": cfg.seed,
             "software_version": __version__, "python": platform.python_version(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

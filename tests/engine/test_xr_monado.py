@@ -70,6 +70,7 @@ def test_headset_run_reaches_focused_renders_both_eyes_and_logs_the_headset(xdis
     headset's states and frame statistics, and the controller changed the intensity."""
     env = cli_env(**runtime_env(xdisplay, "xcb"))
     proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--display", "headset", "--duration", "45s",
+                             "--controller", "policy",  # it steps up within 45 s; the HR band waits 2 min
                              "--speed", "max", "--console", "off",
                              "--sessions-dir", str(sessions_dir)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

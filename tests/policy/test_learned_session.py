@@ -14,8 +14,48 @@ from policy.learned import LearnedController
 from policy.observation import VECTOR_FIELDS
 
 
-def test_policy_is_the_default_controller():
-    assert default_controller() == "policy"
+@pytest.mark.parametrize("scene", ["heights", "crowds"])
+def test_the_shipped_policy_is_not_the_default_until_its_card_shows_every_goal_met(scene):
+    # the shipped cards predate the calibrated patient model and carry no goals: the safest baseline
+    name, why = default_controller(scene)
+    assert name == "hr-band" and "not the learned policy" in why
+
+
+def _card(tmp_path, scene, **extra):
+    d = tmp_path / scene
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "card.json").write_text(json.dumps({"scene": scene, **extra}))
+    return tmp_path
+
+
+def test_the_policy_becomes_the_default_only_with_every_goal_met_on_the_calibrated_model(tmp_path):
+    met = {"results": {"responders": {"met": True}, "overwhelm": {"met": True}}}
+    assert default_controller("crowds", _card(tmp_path / "a", "crowds", patient_model="calibrated",
+                                              goals=met))[0] == "policy"
+    missed = {"results": {"responders": {"met": True}, "overwhelm": {"met": False}}}
+    name, why = default_controller("crowds", _card(tmp_path / "b", "crowds", patient_model="calibrated",
+                                                   goals=missed))
+    assert name == "hr-band" and "overwhelm" in why
+    name, why = default_controller("crowds", _card(tmp_path / "c", "crowds", goals=met))
+    assert name == "hr-band" and "before its calibration" in why
+    assert default_controller("crowds", tmp_path / "none")[0] == "hr-band"
+
+
+def test_the_run_banner_says_which_controller_and_why(tmp_path):
+    import contextlib
+    import io
+
+    from engine.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["run", "--display", "none", "--speed", "max", "--console", "off", "--duration", "1m",
+                   "--sessions-dir", str(tmp_path)])
+    assert rc == 0
+    line = next(ln for ln in out.getvalue().splitlines() if ln.startswith("controller:"))
+    assert line.startswith("controller: hr-band (default: the HR band, the safest clinical baseline")
+    with SessionReader(next(tmp_path.glob("*.session"))) as r:
+        assert r.meta["controller"] == "hr-band" and "safest" in r.meta["controller_reason"]
 
 
 @pytest.mark.parametrize("scene", ["heights", "crowds"])
