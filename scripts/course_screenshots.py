@@ -19,6 +19,9 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from console_output import console_address  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -46,13 +49,7 @@ def main() -> None:
         page.screenshot(path=str(a.out_dir / "course_report.png"), full_page=False)
         proc = subprocess.Popen([*RUN, "--speed", "20", "--duration", "45m", "--sessions-dir", sessions,
                                  "--console", f"127.0.0.1:{a.port}"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        url = token = None
-        for line in proc.stdout:
-            if line.startswith("console:"):
-                url = line.split(None, 1)[1].strip()
-            if line.startswith("console token:"):
-                token = line.split(None, 2)[2].strip()
-                break
+        url, token = console_address(proc.stdout)
         api = httpx.Client(base_url=url.split("/#")[0], headers={"Authorization": f"Bearer {token}"})
         try:
             page = b.new_page(viewport={"width": 1440, "height": 1200})

@@ -13,15 +13,12 @@ from sensors.beats import BeatTracker
 from sensors.features import FeatureBank
 from tests.engine.sensors_cli_helpers import StreamChild
 from tests.sensors.beat_reference import load
-from tests.sensors.serial_device import PtyDevice
 
 
 @pytest.fixture
-def device(tmp_path):
-    d = PtyDevice(tmp_path / "ttyECG0")
-    d.plug()
-    yield d
-    d.close()
+def device(pty_device):
+    """The serial device on a pseudo-terminal (conftest's one pty fixture)."""
+    return pty_device
 
 
 def _send(device, data: bytes) -> None:

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from sensors.ble import BLESource
 from sensors.serial_source import SerialSource
 from sensors.source import open_source
-from tests.sensors.serial_device import PtyDevice
 
 
 @given(st.binary(max_size=30))
@@ -44,11 +43,9 @@ def test_any_serial_line_is_a_sample_or_a_counted_rejection(fmt, raw):
 
 
 @pytest.fixture
-def device(tmp_path):
-    d = PtyDevice(tmp_path / "ttyUSB7")
-    d.plug()
-    yield d
-    d.close()
+def device(pty_device):
+    """The serial device on a pseudo-terminal (conftest's one pty fixture)."""
+    return pty_device
 
 
 def test_out_of_order_timestamps_are_rejected(device):
