@@ -192,7 +192,12 @@ def scan(sessions_dir: Path, patient: str, scene: str | None = None) -> tuple[li
             continue
         try:
             with SessionReader(p) as r:
-                if r.meta.get("patient") != patient or "course_id" not in r.meta:
+                meta = r.meta
+                if r.damaged and (not meta or r.unsure("meta")):  # whose session this is cannot be read
+                    warnings.append(f"skipped damaged session {p.stem} of patient {patient}: "
+                                    f"{r.problems[0] if r.problems else 'the file is damaged'}")
+                    continue
+                if meta.get("patient") != patient or "course_id" not in meta:
                     continue
                 if scene is not None and r.meta.get("scene") != scene:
                     continue

@@ -113,5 +113,5 @@ def test_live_run_command_holds_while_the_strap_is_gone(strap, tmp_path):
     assert "Traceback" not in err
     infos, problems = list_sessions(d)
     assert len(infos) == 1 and not problems
-    assert "interrupted" in out
+    assert "terminated (SIGTERM)" in out
     _check(infos[0].path, expect_raise=False)
