@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from scenes.audio import NullAudio
 from scenes.hierarchy import Hierarchy
-from scenes.names import EVENTS  # noqa: E402,F401  (re-exported)
+from scenes.names import EVENTS  # noqa: F401  (re-exported)
 from scenes.smooth import ParamSmoother
 
 

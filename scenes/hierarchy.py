@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenes.names import SCENES  # noqa: E402,F401  (re-exported)
+from scenes.names import SCENES  # noqa: F401  (re-exported)
 
 #: the parameters each scene needs: (lowest, highest allowed value, default rate per second)
 PARAMS: dict[str, dict[str, tuple[float, float, float]]] = {

@@ -55,3 +55,26 @@ def pty_device(tmp_path):
     d.plug()
     yield d
     d.close()
+
+
+def signal_a_running_session(d: Path, sig: int, wait_s: float = 120) -> tuple[int, str]:
+    """Start ``exposure run`` in real time (ladder, 10 min) writing to ``d``, send ``sig`` once its
+    session file exists (an event to wait for, not a speed), and return (exit status, stderr)."""
+    import signal as _signal  # noqa: F401  (sig is a signal number)
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--display", "none", "--console", "off", "--duration", "10m",
+         "--speed", "1", "--sessions-dir", str(d), "--controller", "ladder"],
+        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and not (d.exists() and list(d.glob("*.session"))):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        child.send_signal(sig)
+        _, err = child.communicate(timeout=wait_s)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.returncode, err

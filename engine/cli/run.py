@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from engine.cli.common import sessions_dir, sessions_dir_arg
+from engine.cli.common import sessions_dir, sessions_dir_arg, warn
 
 
 def register(sub) -> None:
@@ -93,8 +93,7 @@ def _on_start(session, out) -> None:
 
 def _print_course(session, out) -> None:
     c = session.course
-    for w in c.warnings:
-        print(f"exposure: warning: {w}", file=sys.stderr, flush=True)
+    warn(c.warnings)
     k = c.start_level
     where = (f"course session {c.index}" + (f" (after {c.previous.id})" if c.previous is not None else "")
              if session.cfg.patient != "anon" else "no course (anonymous)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from engine.cli.common import sessions_dir, sessions_dir_arg
+from engine.cli.common import sessions_dir, sessions_dir_arg, warn
 
 
 def register(sub) -> None:
@@ -27,8 +27,7 @@ def cmd_sessions(args) -> int:
     if args.patient is not None:
         return _patient_sessions(d, args)
     infos, problems = list_sessions(d)
-    for msg in problems:
-        print(f"exposure: warning: {msg}", file=sys.stderr)
+    warn(problems)
     rows = [i.summary() for i in infos]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -613,7 +613,8 @@ def list_sessions(sessions_dir: Path) -> tuple[list[SessionInfo], list[str]]:
                 infos.append(r.info())
         except StoreError as e:
             problems.append(str(e))
-    infos.sort(key=lambda i: (str(i.meta.get("started_at", "")), i.id))
+    # the start to the second, then its fraction (several sessions may start in one second)
+    infos.sort(key=lambda i: (str(i.meta.get("started_at", "")), _float(i.meta.get("started_wall")), i.id))
     return infos, problems
 
 
@@ -635,3 +636,10 @@ def find_session(sessions_dir: Path, ref: str) -> Path:
     if len(matches) > 1:
         raise StoreError(f"session {ref!r} is ambiguous in {d}: {len(matches)} match; give more of the id")
     raise StoreError(f"no session {ref!r} in {d}; list them with 'exposure sessions --sessions-dir {d}'")
+
+
+def _float(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return 0.0

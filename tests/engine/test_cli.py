@@ -14,7 +14,7 @@ import time
 import pytest
 
 from engine.store.files import SCHEMA_VERSION
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import ROOT, cli_env, run_cli, signal_a_running_session
 
 
 def test_done_when_run_sessions_export(tmp_path):
@@ -192,20 +192,7 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path):
 
 def test_ctrl_c_ends_cleanly_and_is_recorded(tmp_path):
     d = tmp_path / "D"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--display", "none", "--console", "off",
-         "--duration", "10m", "--speed", "1", "--sessions-dir", str(d), "--controller", "ladder"],
-        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (d.exists() and list(d.glob("*.session"))):
-            time.sleep(0.1)
-        time.sleep(1.0)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0, err
+    rc, err = signal_a_running_session(d, signal.SIGINT, wait_s=60)
+    assert rc == 0, err
     listed = json.loads(run_cli("sessions", "--sessions-dir", d, "--json", check=True).stdout)
     assert listed[0]["ended"] == "interrupted (Ctrl-C)"

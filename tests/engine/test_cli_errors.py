@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import ROOT, cli_env, run_cli, signal_a_running_session
 
 pytestmark = pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
                                 reason="running as root without setpriv: permissions cannot be denied")
@@ -123,27 +123,10 @@ def test_a_display_that_does_not_open_is_recorded_as_such_not_as_interrupted(tmp
 def test_sigterm_is_recorded_as_sigterm_not_ctrl_c(tmp_path):
     import json
     import signal
-    import subprocess
-    import sys
-    import time
 
     d = tmp_path / "D"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--display", "none", "--console", "off", "--duration", "10m",
-         "--speed", "1", "--sessions-dir", str(d), "--controller", "ladder"],
-        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # the session file appears once the session runs (an event to wait for, not a speed)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (d.exists() and list(d.glob("*.session"))):
-            time.sleep(0.1)
-        time.sleep(1.0)
-        child.send_signal(signal.SIGTERM)
-        out, err = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0, err
+    rc, err = signal_a_running_session(d, signal.SIGTERM)
+    assert rc == 0, err
     listed = json.loads(run_cli("sessions", "--sessions-dir", d, "--json", check=True).stdout)
     assert listed[0]["ended"] == "terminated (SIGTERM)"
     assert "Traceback" not in err

@@ -516,7 +516,7 @@ _SHARED: dict = {}
 
 def _shared(tmp_path_factory):
     if "ctx" not in _SHARED:
-        ctx = live_console(tmp_path_factory.mktemp("shared"))
+        ctx = live_console(tmp_path_factory.mktemp("console"))
         _SHARED["ctx"] = ctx
         _SHARED["v"] = ctx.__enter__()
     return _SHARED["v"]

@@ -1,7 +1,7 @@
 """The headset path against a real OpenXR runtime: Monado with a simulated HMD on a private Xvfb.
 
-Skipped with a reason when no runtime is found (see tests/engine/xr_runtime.py; .ci/run builds
-Monado from ../shared/vendor). Each scenario runs in a child process.
+Skipped with a reason when no runtime is found (see tests/engine/xr_runtime.py; .ci/build_monado.sh
+builds one from a Monado source snapshot). Each scenario runs in a child process.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The runtime is found from ``$XR_RUNTIME_JSON`` (set by .ci/run), else from the build cache that
 .ci/build_monado.sh fills (``$EXPOSURE_CI_CACHE`` or ~/.cache/exposure-ci/monado-*/build/). Tests
-skip with a reason when there is none (a fresh clone without ../shared/vendor), or no Xvfb.
+skip with a reason when there is none (no Monado built on this machine), or no Xvfb.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def skip_reason() -> str | None:
         return "needs pyopenxr (pip install pyopenxr)"
     if find_runtime() is None:
         return ("no OpenXR runtime: set XR_RUNTIME_JSON or build Monado with .ci/build_monado.sh "
-                "(needs ../shared/vendor/monado-*.tar.xz)")
+                "from a Monado source snapshot: .ci/build_monado.sh TARBALL; see docs/headset.md)")
     if not shutil.which("Xvfb"):
         return "needs Xvfb (Debian: xvfb) for the GLX context the OpenXR session binds to"
     return None

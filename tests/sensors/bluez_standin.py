@@ -2,7 +2,7 @@
 
 The kernel here has no Bluetooth, so bluetoothd cannot run; bleak's real BlueZ backend talks to
 this service instead (``DBUS_SYSTEM_BUS_ADDRESS`` points at the private bus). It implements
-what bleak uses (shared/BLE_TESTING.md): ObjectManager, Adapter1 discovery with the UUID filter,
+what bleak uses: ObjectManager, Adapter1 discovery with the UUID filter,
 Device1 Connect/Disconnect, GATT services/characteristics/descriptors with ReadValue and
 StartNotify, notifications as PropertiesChanged on the characteristic's Value.
 
