@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import re
 import shutil
@@ -111,3 +112,39 @@ def test_report_of_a_damaged_session_shows_what_is_intact(browser, session, tmp_
     assert "could not be read" in page.inner_text("body")
     assert page.evaluate("document.images[0].naturalWidth") > 0
     page.close()
+
+
+def test_a_drawing_is_rasterised_once_and_the_memo_gives_what_a_fresh_drawing_gives(session):
+    from engine.research.replay import load_log
+    from engine.research.report import Sketch, timeline_sketch
+
+    log = load_log(session)
+    Sketch._memo.clear()
+    fresh = timeline_sketch(log).png()
+    again = timeline_sketch(log)  # worked out again from the log: the same calls
+    assert again.key() in Sketch._memo and again.png() == fresh
+    Sketch._memo.clear()
+    assert again.png() == fresh  # drawing is deterministic: the memo changes nothing but the time
+    # one sample's heart rate one bpm off: another drawing, drawn anew
+    i = next(i for i, s in enumerate(log.samples) if s.bpm == s.bpm)
+    log.samples[i] = dataclasses.replace(log.samples[i], bpm=log.samples[i].bpm + 1.0)
+    other = timeline_sketch(log)
+    assert other.key() != again.key() and other.key() not in Sketch._memo
+    assert other.png() != fresh
+    assert len(Sketch._memo) == 2
+
+
+def test_level_names_are_whole_on_the_intensity_axis(session):
+    from engine.research.replay import load_log
+    from engine.research.report import timeline_figure
+
+    log = load_log(session)
+    levels = log.meta["hierarchy"]["levels"]
+    fig = timeline_figure(log)
+    fig.canvas.draw()
+    labels = [t for t in fig.axes[1].get_yticklabels() if t.get_text()]
+    assert [t.get_text() for t in labels] == [f"L{i} {name}" for i, (name, _) in enumerate(levels)]
+    width = fig.bbox.width
+    for t in labels:  # every label lies inside the image, none cut at its left edge
+        box = t.get_window_extent()
+        assert 0 <= box.x0 < box.x1 <= width, (t.get_text(), box)
