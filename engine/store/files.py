@@ -4,7 +4,9 @@ The log is the single source of truth for the console, replay, reports and expor
 buffered in memory and committed at least every ``flush_s`` seconds of wall time (0.5 s by
 default), so a SIGKILL loses at most the last second. The file is created with mode 0600 (its
 WAL and shared-memory files inherit that mode from SQLite) in a directory of mode 0700, and
-holds a pseudonymous patient id only.
+holds a pseudonymous patient id only. Each commit carries a checksum of every table as committed
+(``digests_so_far`` in meta), and the end of a session one more (``digests``), so that damage to
+the file afterwards is seen, whether the session ended or was killed.
 
 Tables (time ``t`` in seconds from session start; see the manual, docs/sessions.md, for columns):
 meta, samples, features, decisions, commands, suds, events, scene.
@@ -195,6 +197,8 @@ class SessionWriter:
         self._db_lock = threading.Lock()  # one flush at a time
         self.flush_s = flush_s
         self.counts = {name: 0 for name in TABLES}
+        # per table: rows covered, last rowid covered, SHA-256 of those rows (see flush)
+        self._running: dict[str, tuple[int, int, object]] = {name: (0, 0, hashlib.sha256()) for name in TABLES}
         self.closed = False
         self.flush_errors = 0
         self.set_meta(schema_version=SCHEMA_VERSION, session_id=self.id, patient=patient, **meta)
@@ -240,6 +244,7 @@ class SessionWriter:
                 if meta:
                     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                    [(k, json.dumps(v, default=_json_default)) for k, v in meta.items()])
+                running = self._running_digests(bufs) if any(bufs.values()) or meta else None
                 db.execute("COMMIT")
             except sqlite3.Error:
                 if db.in_transaction:
@@ -249,6 +254,31 @@ class SessionWriter:
                         self._buf[name][:0] = rows
                     self._meta = {**meta, **self._meta}
                 raise
+            if running:
+                self._running.update(running)
+
+    def _running_digests(self, bufs: dict[str, list]) -> dict[str, tuple[int, int, object]]:
+        """Inside the flush's transaction: carry each table's checksum over the rows just written
+        (read back, as a reader will see them) and write the checksums into meta, so that they
+        cover exactly what is committed, and a session killed before its end can be verified too.
+        Returns the new per-table state, kept once the transaction commits. The cost is on this
+        thread (the tick never waits for it): a few dozen rows read back per flush."""
+        new = {}
+        for name, rows in bufs.items():
+            if not rows:
+                continue
+            n, last, h = self._running[name]
+            h = h.copy()
+            for row in self.db.execute(f"SELECT rowid, * FROM {name} WHERE rowid > ? ORDER BY rowid", (last,)):
+                h.update(_row_bytes(row[1:]))
+                n, last = n + 1, row[0]
+            new[name] = (n, last, h)
+        state = {**self._running, **new}
+        d: dict[str, object] = {name: [n, h.hexdigest()] for name, (n, _, h) in state.items()}
+        d["meta"] = table_digests_one(self.db, "meta")
+        d["self"] = _self_digest(d)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (RUNNING_KEY, json.dumps(d)))
+        return new
 
     def close(self, **final_meta) -> None:
         if self.closed:
@@ -272,6 +302,9 @@ class SessionWriter:
 
 
 DIGEST_KEY = "digests"
+#: the checksums as the session runs: per table [rows, SHA-256 of those rows], meta's, and "self";
+#: written with every commit, so a file whose session never ended (a crash) can be verified too
+RUNNING_KEY = "digests_so_far"
 #: the table definitions this version writes (a reader compares them with the file's)
 SCHEMA_SQL = {"meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
               **{name: f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols)})"
@@ -293,14 +326,28 @@ def _self_digest(d: dict) -> str:
 def table_digests_one(db: sqlite3.Connection, name: str) -> str:
     h = hashlib.sha256()
     if name == "meta":  # sorted here, not by its index: the digest is of the table alone
-        rows = sorted((r for r in db.execute("SELECT key, value FROM meta ORDER BY rowid") if r[0] != DIGEST_KEY),
-                      key=lambda r: str(r[0]))
+        rows = sorted((r for r in db.execute("SELECT key, value FROM meta ORDER BY rowid")
+                       if r[0] not in (DIGEST_KEY, RUNNING_KEY)), key=lambda r: str(r[0]))
     else:
         rows = db.execute(f"SELECT * FROM {name} ORDER BY rowid")
     for row in rows:
-        h.update(repr(tuple(row)).encode("utf-8", "backslashreplace"))
-        h.update(b"\n")
+        h.update(_row_bytes(row))
     return h.hexdigest()
+
+
+def _row_bytes(row) -> bytes:
+    return repr(tuple(row)).encode("utf-8", "backslashreplace") + b"\n"
+
+
+def prefix_digest(db: sqlite3.Connection, name: str, n: int) -> tuple[str, int]:
+    """SHA-256 of a table's first ``n`` rows in rowid order, and how many rows it has."""
+    h = hashlib.sha256()
+    count = 0
+    for row in db.execute(f"SELECT * FROM {name} ORDER BY rowid"):
+        if count < n:
+            h.update(_row_bytes(row))
+        count += 1
+    return h.hexdigest(), count
 
 
 @dataclass
@@ -516,9 +563,41 @@ class SessionReader:
                 if got != want[name]:
                     self._problem(f"table {name} was damaged or changed since the session ended "
                                   "(its checksum does not match)", table=name)
-        elif DIGEST_KEY in self.meta or self.meta.get("end_reason") is None:
-            pass  # damaged meta entry (already a problem), or a session that never ended: no checksums
+        elif isinstance(running := self.meta.get(RUNNING_KEY), dict):
+            self._verify_running(running)  # a session that never ended (or its end checksums are lost)
+        # else: a file written before checksums were, or whose checksum entries are damaged (a problem)
         return not self.damaged
+
+    def _verify_running(self, running: dict) -> None:
+        """Each table against the checksums written with the last commit: the rows they cover
+        (all of the table's: rows and checksums are committed together)."""
+        if running.get("self") != _self_digest(running):
+            self.file_damaged = True
+            self._problem("the checksums written as the session ran are damaged: the file cannot be verified",
+                          table="meta")
+            return
+        self._digests_ok = True
+        for name in ("meta", *KINDS):
+            if name not in running or name in self.damaged_tables or (name != "meta" and name not in self.tables):
+                continue
+            try:
+                if name == "meta":
+                    ok = table_digests_one(self.db, "meta") == running["meta"]
+                else:
+                    n, want = running[name]
+                    got, count = prefix_digest(self.db, name, int(n))
+                    ok = got == want and count == n
+            except _DB_ERRORS as e:
+                self._problem(f"table {name} is damaged ({e})", table=name)
+                continue
+            except (TypeError, ValueError):  # a well-formed entry that is not ours: the checksums are not usable
+                self.file_damaged = True
+                self._problem("the checksums written as the session ran are damaged: the file cannot be verified",
+                              table="meta")
+                return
+            if not ok:
+                self._problem(f"table {name} was damaged or changed since it was written (its checksum does not "
+                              "match)", table=name)
 
     def unsure(self, *tables: str) -> bool:
         """True when facts drawn from these tables cannot be established: one of them is

@@ -106,7 +106,7 @@ def test_an_older_schema_reads_with_missing_columns_empty_and_replays_by_time(go
     db = sqlite3.connect(old)
     db.execute("ALTER TABLE decisions DROP COLUMN samples_seen")
     # as an older version wrote it: no t0/configs, no checksums, version 0 in the header and in meta
-    db.execute("DELETE FROM meta WHERE key IN ('t0', 'core_config', 'feature_config', 'digests')")
+    db.execute("DELETE FROM meta WHERE key IN ('t0', 'core_config', 'feature_config', 'digests', 'digests_so_far')")
     db.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
     db.execute("PRAGMA user_version=0")
     db.commit()
