@@ -327,7 +327,8 @@ class TokenGate:
         if "websocket.http.response" in scope.get("extensions", {}):
             UNFINISHED_HANDSHAKE.pending += 1
             await send({"type": "websocket.http.response.start", "status": status,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), *SECURITY_HEADERS]})
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), *SECURITY_HEADERS,
+                                    (b"content-security-policy", API_CSP.encode())]})
             await send({"type": "websocket.http.response.body", "body": detail})
         else:
             await send({"type": "websocket.close", "code": 1008})

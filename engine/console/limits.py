@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import resource
+import time
 from collections import OrderedDict
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,22 @@ class ConnectionGuard:
         self.max_connections = max_connections or _fd_budget()
         self.header_timeout_s = header_timeout_s
         self._conns: OrderedDict[tuple, list] = OrderedDict()  # peer → [transport, trusted]
-        self.stats = {"evicted": 0, "refused": 0, "header_timeouts": 0, "trusted": 0}
+        self.stats = {"evicted": 0, "refused": 0, "header_timeouts": 0, "trusted": 0, "malformed": 0}
+        self.log_every_s = 60.0
+        self._malformed_logged = -math.inf
+        self._malformed_unlogged = 0
+
+    def malformed(self) -> None:
+        """A request head that is not HTTP (answered 400): counted always, logged once a minute
+        with the count, since any program on the machine could otherwise fill the terminal."""
+        self.stats["malformed"] += 1
+        self._malformed_unlogged += 1
+        now = time.monotonic()
+        if now - self._malformed_logged >= self.log_every_s:
+            log.warning("console: %d malformed HTTP request(s) answered 400 since the last report; %d in all",
+                        self._malformed_unlogged, self.stats["malformed"])
+            self._malformed_logged = now
+            self._malformed_unlogged = 0
 
     def _prune(self) -> None:
         for k in [k for k, (tr, _) in self._conns.items() if tr.is_closing()]:
@@ -96,6 +114,25 @@ class ConnectionGuard:
             self._conns.pop(peer, None)
 
 
+class _CountedMalformed:
+    """uvicorn's logger as one protocol uses it, but for its warning per malformed request, which
+    goes to the guard's count instead (logged there once in a while)."""
+
+    MESSAGE = "Invalid HTTP request received."
+
+    def __init__(self, logger: logging.Logger, guard: ConnectionGuard):
+        self._logger, self._guard = logger, guard
+
+    def warning(self, msg, *args, **kwargs) -> None:
+        if msg == self.MESSAGE and not args:
+            self._guard.malformed()
+        else:
+            self._logger.warning(msg, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with the guard's header deadline and connection bookkeeping.
 
@@ -107,6 +144,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self.guard: ConnectionGuard = config.connection_guard
         self._head_timer: asyncio.TimerHandle | None = None
+        self.logger = _CountedMalformed(self.logger, self.guard)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -142,8 +180,52 @@ class GuardedH11Protocol(H11Protocol):
             self._head_timer.cancel()
             self._head_timer = None
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request head h11 cannot parse (sent before the app sees the
+        request): as uvicorn's, with the security headers every other response carries."""
+        from engine.console.app import API_CSP, SECURITY_HEADERS
+
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"), *SECURITY_HEADERS,
+                   (b"content-security-policy", API_CSP.encode())]
+        try:
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=msg.encode("ascii")), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # h11 cannot answer in this state (a response already begun): just close
+            pass
+        self.transport.close()
+
     def _head_timeout(self) -> None:
         self._head_timer = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.guard.stats["header_timeouts"] += 1
             self.transport.abort()
+
+
+class SecureWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, whose own answers to a handshake it refuses (400 to a
+    malformed one, 403, 500) carry the security headers every other response carries.
+
+    Those answers are built in several places of uvicorn and of websockets' ``ServerProtocol``;
+    all of them go out through ``ServerProtocol.send_response``, which is wrapped here for this
+    connection (uvicorn constructs the ServerProtocol itself, so it cannot be given a subclass).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        send_response = self.conn.send_response
+
+        def send_secure_response(response) -> None:
+            if response.status_code != 101:
+                _secure(response.headers)
+            send_response(response)
+
+        self.conn.send_response = send_secure_response
+
+
+def _secure(headers) -> None:
+    from engine.console.app import API_CSP, SECURITY_HEADERS
+
+    for name, value in (*SECURITY_HEADERS, (b"content-security-policy", API_CSP.encode())):
+        if name.decode() not in headers:
+            headers[name.decode()] = value.decode()

@@ -157,7 +157,7 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
         import uvicorn
 
         from engine.console.app import ConsoleState, build_app
-        from engine.console.limits import MAX_HEAD_BYTES, ConnectionGuard, GuardedH11Protocol
+        from engine.console.limits import MAX_HEAD_BYTES, ConnectionGuard, GuardedH11Protocol, SecureWebSocketProtocol
     except ModuleNotFoundError as e:
         raise ConfigError(f"the therapist console needs {e.name}: pip install fastapi 'uvicorn[standard]' "
                           "(or run with --console off)") from None
@@ -175,7 +175,7 @@ def start_console(session, host: str = "127.0.0.1", port: int = 8765) -> Console
     guard = ConnectionGuard()
     state.guard = guard
     app = build_app(state, token, origins, mirror=lambda: session.mirror_png, guard=guard)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio",
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws=SecureWebSocketProtocol,
                             access_log=False, timeout_graceful_shutdown=2, server_header=False,
                             http=GuardedH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
                             timeout_keep_alive=5,

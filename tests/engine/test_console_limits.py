@@ -35,7 +35,7 @@ class Keep(logging.Handler):
 @pytest.fixture
 def logs():
     k = Keep()
-    names = ("asyncio", "uvicorn.error", "engine.console.app")
+    names = ("asyncio", "uvicorn.error", "engine.console.app", "engine.console.limits")
     for n in names:
         logging.getLogger(n).addHandler(k)
     yield k
@@ -158,3 +158,59 @@ def test_more_idle_sockets_than_file_descriptors_leave_the_stop_reachable(tmp_pa
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert [r for r in logs.records if r.levelno >= logging.ERROR] == []
+
+
+def _raw_response(h, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send raw bytes and read the answer until the server closes: status and headers."""
+    sk = _connect(h)
+    sk.sendall(request)
+    data = b""
+    while chunk := sk.recv(65536):
+        data += chunk
+    sk.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = (headers.get(k.strip().lower(), "") + " " + v.strip()).strip()
+    return int(head[0].split()[1]), headers
+
+
+@pytest.mark.parametrize("garbage", [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\r\n\r\n",
+                                     b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+                                     b"POST /api/command HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"],
+                         ids=["tls-hello", "bad-header-line", "bad-content-length"])
+def test_the_servers_own_400_to_malformed_http_carries_the_security_headers(tmp_path, garbage, logs):
+    with live_console(tmp_path) as (s, h, c):
+        guard: ConnectionGuard = h._app.state.guard
+        answers = [_raw_response(h, garbage) for _ in range(20)]
+        assert all(a == answers[0] for a in answers)
+        status, headers = answers[0]
+        assert status == 400
+        assert headers.get("cache-control") == "no-store"
+        assert "frame-ancestors 'none'" in headers.get("content-security-policy", "")
+        assert "default-src 'none'" in headers["content-security-policy"]
+        assert headers.get("x-frame-options") == "DENY" and headers.get("x-content-type-options") == "nosniff"
+        assert c.get("/api/state").status_code == 200  # the console goes on
+        # counted, and said once (with the count), not once per request
+        assert guard.stats["malformed"] == 20
+    said = [r.getMessage() for r in logs.records if "malformed" in r.getMessage() or "Invalid HTTP" in r.getMessage()]
+    assert said == ["console: 1 malformed HTTP request(s) answered 400 since the last report; 1 in all"]
+
+
+WS_HEAD = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Version: 13\r\n")
+
+
+@pytest.mark.parametrize("handshake,status", [
+    (WS_HEAD + b"Sec-WebSocket-Key: not-a-key\r\n\r\n", 400),  # answered by uvicorn/websockets
+    (WS_HEAD + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://evil.example\r\n\r\n", 401),  # by us
+], ids=["malformed", "foreign-origin"])
+def test_a_refused_websocket_handshake_carries_the_security_headers(tmp_path, handshake, status):
+    with live_console(tmp_path) as (s, h, c):
+        got, headers = _raw_response(h, handshake)
+        assert got == status
+        assert headers.get("cache-control") == "no-store" and headers.get("x-frame-options") == "DENY"
+        assert headers.get("content-security-policy", "").startswith("default-src 'none'")
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert c.get("/api/state").status_code == 200
