@@ -23,7 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from engine.research.replay import SessionLog, load_log
-from engine.store.files import StoreError
+from engine.store.files import StoreError, file_in_the_way
 from engine.store.summary import summarize
 
 SHIELD_COLOR = "#c62828"
@@ -404,6 +404,8 @@ def check_out(out: Path, force: bool) -> None:
     out = Path(out).expanduser()
     if out.suffix.lower() not in (".html", ".htm"):
         raise StoreError(f"--out {out}: the report is an HTML page; give a file name ending in .html")
+    if out.is_dir():
+        raise StoreError(f"--out {out} is a folder; give the report's file name (ending in .html)")
     if out.exists() and not force:
         raise StoreError(f"{out} already exists; choose another --out or pass --force")
 
@@ -415,7 +417,9 @@ def write_page(page: str, out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new folder is private
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
     except OSError as e:
-        raise StoreError(f"cannot write {out}: {e.strerror}") from None
+        in_the_way = file_in_the_way(out.parent)
+        why = f"{in_the_way} is a file, not a folder" if in_the_way is not None else e.strerror
+        raise StoreError(f"cannot write {out}: {why}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(page)

@@ -58,6 +58,8 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
     """Write one file per record kind into ``out``; returns rows written per kind."""
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format {fmt!r}: choose csv or parquet")
+    out = Path(out).expanduser()
+    made = not os.path.lexists(out)  # a folder made for this export is removed again if it fails
     out = private_dir(out, "export folder")
     targets = {k: out / f"{k}.{fmt}" for k in EXPORT_KINDS}
     existing = [str(p) for p in targets.values() if p.exists()]
@@ -65,6 +67,7 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
         raise StoreError(f"{existing[0]} already exists; export into an empty folder or pass --force")
     counts: dict[str, int] = {}
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    done = False
     try:
         with SessionReader(path) as r:
             for kind in EXPORT_KINDS:
@@ -83,9 +86,15 @@ def export_session(path: Path, fmt: str, out: Path, force: bool = False) -> dict
                 raise sqlite3.DatabaseError(r.problems[0])
         for kind in EXPORT_KINDS:
             os.replace(tmp / targets[kind].name, targets[kind])
+        done = True
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path} is damaged ({e}); nothing was exported. "
                          "Try 'exposure sessions' to see what is readable") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made and not done:
+            try:
+                out.rmdir()  # only if empty: nothing of anyone else's is removed
+            except OSError:
+                pass
     return counts

@@ -92,6 +92,9 @@ def private_dir(d: Path, what: str = "folder") -> Path:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         st = d.stat()
     except OSError as e:
+        in_the_way = file_in_the_way(d)
+        if in_the_way is not None:
+            raise StoreError(f"cannot create {what} {d}: {in_the_way} is a file, not a folder") from None
         raise StoreError(f"cannot create {what} {d}: {e.strerror}") from None
     if not d.is_dir():
         raise StoreError(f"{what} {d} is not a folder")
@@ -105,6 +108,17 @@ def private_dir(d: Path, what: str = "folder") -> Path:
             log.warning("%s %s was open to other users (%o); made private (700): it holds patient data",
                         what, d, st.st_mode & 0o777)
     return d
+
+
+def file_in_the_way(d: Path) -> Path | None:
+    """The first part of the path ``d`` that exists and is not a folder (so ``d`` cannot be one)."""
+    for p in (*reversed(Path(d).parents), Path(d)):
+        try:
+            if p.exists() and not p.is_dir():
+                return p
+        except OSError:
+            return None
+    return None
 
 
 def private_file(path: Path) -> Path:

@@ -148,3 +148,18 @@ def test_level_names_are_whole_on_the_intensity_axis(session):
     for t in labels:  # every label lies inside the image, none cut at its left edge
         box = t.get_window_extent()
         assert 0 <= box.x0 < box.x1 <= width, (t.get_text(), box)
+
+
+def test_an_out_that_is_a_folder_or_under_a_file_gets_its_own_words(session, tmp_path):
+    folder = tmp_path / "r.html"
+    folder.mkdir()
+    for force in ([], ["--force"]):
+        p = run_cli("report", str(session), "--out", folder, *force)
+        assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+            f"exposure: error: --out {folder} is a folder; give the report's file name (ending in .html)"]
+    f = tmp_path / "notes.txt"
+    f.write_text("keep")
+    p = run_cli("report", str(session), "--out", f / "r.html")
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"exposure: error: cannot write {f / 'r.html'}: {f} is a file, not a folder"]
+    assert f.read_text() == "keep" and list(folder.iterdir()) == []

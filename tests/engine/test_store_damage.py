@@ -113,6 +113,7 @@ def test_a_flipped_byte_anywhere_is_reported_as_damage_by_every_command(original
         assert (rc == 2) == damaged or (not damaged and rc == 2 and "damaged" in err), (where, rc, err)
         if rc == 2:
             assert len(err.strip().splitlines()) == 1
+            assert not (d / "x").exists()  # nothing exported, not even an empty folder
 
         # the whole report on every file: its facts and its figure worked out from this file (the
         # figure's rasterising is shared by the files whose damage does not change what is drawn)

@@ -122,6 +122,10 @@ def test_export_of_a_damaged_file_fails_cleanly_and_writes_nothing(tmp_path):
     with pytest.raises(StoreError) as e:
         export_session(bad, "csv", out)
     assert "\n" not in str(e.value)
+    assert not out.exists(), "a failed export left its folder behind"
+    out.mkdir()  # a folder that was there before is kept, empty
+    with pytest.raises(StoreError):
+        export_session(bad, "csv", out)
     assert [p.name for p in out.iterdir()] == [], "an interrupted export left files behind"
     # The original is untouched.
     assert path.read_bytes() != bytes(data)
@@ -135,3 +139,13 @@ def test_export_refuses_to_overwrite(tmp_path):
     with pytest.raises(StoreError, match="already exists"):
         export_session(path, "csv", out)
     assert (out / "samples.csv").read_text() == before
+
+
+def test_export_into_a_file_says_it_is_a_file(tmp_path):
+    path = short_session(tmp_path / "s", minutes=1)
+    f = tmp_path / "notes.txt"
+    f.write_text("keep")
+    for out in (f, f / "X", f / "X" / "Y"):
+        with pytest.raises(StoreError, match=f"{f} is a file, not a folder"):
+            export_session(path, "csv", out)
+    assert f.read_text() == "keep"
