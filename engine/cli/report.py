@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.cli.common import sessions_dir, sessions_dir_arg
+from engine.cli.common import sessions_dir, sessions_dir_arg, warn
 
 
 def register(sub) -> None:
@@ -37,6 +37,8 @@ def cmd_report(args) -> int:
     from engine.store.files import find_session
 
     path = find_session(sessions_dir(args), args.session)
-    out = write_report(path, args.out, force=args.force)
+    problems: list[str] = []
+    out = write_report(path, args.out, force=args.force, problems=problems)
+    warn(problems)  # one line each, as the page says at its top
     print(f"report: {out}")
     return 0

@@ -304,9 +304,12 @@ footer{margin-top:30px;color:#9e9e9e;font-size:12px}
 """
 
 
-def build_report(path: Path) -> str:
-    """The report page for one session file, as an HTML string."""
+def build_report(path: Path, problems: list[str] | None = None) -> str:
+    """The report page for one session file, as an HTML string; what could not be read (named at
+    the top of the page) is also appended to ``problems`` when given."""
     log = load_log(path)
+    if problems is not None:
+        problems.extend(log.problems)
     s = summarize(path)
     e = html.escape
     meta = log.meta
@@ -393,10 +396,11 @@ minutes from the start; the tables below give them as mm:ss.</p>
 """
 
 
-def write_report(path: Path, out: Path, force: bool = False) -> Path:
-    """Write the report page atomically (0600: it holds patient data); returns its path."""
+def write_report(path: Path, out: Path, force: bool = False, problems: list[str] | None = None) -> Path:
+    """Write the report page atomically (0600: it holds patient data); returns its path. What could
+    not be read is appended to ``problems`` when given (the page names it too)."""
     check_out(out, force)
-    return write_page(build_report(path), out)
+    return write_page(build_report(path, problems), out)
 
 
 def check_out(out: Path, force: bool) -> None:

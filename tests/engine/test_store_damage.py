@@ -119,8 +119,8 @@ def test_a_flipped_byte_anywhere_is_reported_as_damage_by_every_command(original
         # figure's rasterising is shared by the files whose damage does not change what is drawn)
         rc, out, err = cli("report", path, "--out", d / "r.html", "--sessions-dir", d)
         assert rc in (0, 2) and "internal error" not in err, (where, rc, err)
-        if damaged:
-            assert rc == 2 or "could not be read" in (d / "r.html").read_text(), where
+        if damaged:  # said on the page and on the terminal
+            assert rc == 2 or ("could not be read" in (d / "r.html").read_text() and "warning:" in err), where
     assert tally["damaged"] > N_FLIPS // 3 and tally["intact"] > N_FLIPS // 20, tally
 
 
@@ -154,6 +154,8 @@ def test_facts_a_damaged_file_cannot_establish_are_shown_as_unknown(tmp_path, mo
     assert page.count("could not be read") == 1
     rc, out, err = cli("sessions", "--sessions-dir", d)
     assert rc == 0 and out.count("DAMAGED: ") == 1 and "scene" in out.split("DAMAGED: ")[1]
+    rc, out, err = cli("report", path, "--out", tmp_path / "r2.html", "--sessions-dir", d)
+    assert rc == 0 and err.count("warning:") == 1 and "scene" in err  # the terminal is told too, once
     # replay re-derives the decisions, which are intact: it says so, and warns about the scene once
     rc, out, err = cli("replay", path, "--speed", "max", "--sessions-dir", d)
     assert rc == 0 and "MATCH" in out and err.count("warning:") == 1 and "scene" in err
