@@ -347,10 +347,17 @@ def build_report(path: Path, problems: list[str] | None = None) -> str:
                       for c in s["changes"] or ()) or (
         "<tr><td colspan=3>unknown (the file is damaged)</td></tr>" if "changes" in unknown
         else "<tr><td colspan=3>no change of intensity</td></tr>")
+    # per level: the time there and the HR rise need an intact scene record (which level, when),
+    # the HR rise intact features too, the SUDS an intact SUDS table; else they are unknown
+    no_scene, no_hr, no_suds = "top_level" in unknown, "peak_hr" in unknown, "suds" in unknown
+    dunno = "unknown (damaged)"
     lrows = "".join(
-        f"<tr><td>L{r['level']}</td><td>{e(r['name'])}</td><td>{r['minutes']:.1f}</td>"
-        f"<td>{num(r['mean_delta'], '{:+.0f}')}</td><td>{num(r['peak_delta'], '{:+.0f}')}</td>"
-        f"<td>{', '.join(f'{v:.0f}' for v in r['suds']) or '–'}</td></tr>" for r in _level_rows(log))
+        f"<tr><td>L{r['level']}</td><td>{e(r['name'])}</td>"
+        f"<td>{dunno if no_scene else format(r['minutes'], '.1f')}</td>"
+        f"<td>{dunno if no_scene or no_hr else num(r['mean_delta'], '{:+.0f}')}</td>"
+        f"<td>{dunno if no_scene or no_hr else num(r['peak_delta'], '{:+.0f}')}</td>"
+        f"<td>{dunno if no_suds else (', '.join(f'{v:.0f}' for v in r['suds']) or '–')}</td></tr>"
+        for r in _level_rows(log))
     ev = _events_rows(log)
     ev_html = "".join(
         f"<tr class='{'shield' if who == 'shield' else ('command' if what.startswith('command') else '')}'>"

@@ -152,6 +152,13 @@ def test_facts_a_damaged_file_cannot_establish_are_shown_as_unknown(tmp_path, mo
     assert "L6" not in card and "L2" not in card and "unknown (the file is damaged)" in card
     assert "peak HR" in page and page.split("peak HR")[1][:120].count("unknown") == 0  # features are intact
     assert page.count("could not be read") == 1
+    # the time at each level comes from the scene record: unknown, not the minutes of what is left
+    levels = page.split("<h2>Time at each level")[1].split("</table>")[0]
+    l6 = next(row for row in levels.split("<tr>") if row.startswith("<td>L6</td>"))
+    assert l6.count("unknown (damaged)") == 3 and l6.endswith("<td>–</td></tr>")  # no SUDS at L6: intact
+    whole = write_report(good, tmp_path / "whole.html").read_text()
+    l6 = next(row for row in whole.split("<h2>Time at each level")[1].split("<tr>") if row.startswith("<td>L6</td>"))
+    assert "unknown" not in l6 and float(l6.split("</td><td>")[2]) > 20  # 100 s to 25 min at L6
     rc, out, err = cli("sessions", "--sessions-dir", d)
     assert rc == 0 and out.count("DAMAGED: ") == 1 and "scene" in out.split("DAMAGED: ")[1]
     rc, out, err = cli("report", path, "--out", tmp_path / "r2.html", "--sessions-dir", d)
