@@ -155,6 +155,8 @@ def ensure_dir(d: Path) -> Path:
 
 
 def _enc(v):
+    if isinstance(v, str):
+        return v if v.isascii() else _utf8(v)
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, (dict, list, tuple)):
@@ -162,6 +164,16 @@ def _enc(v):
     if isinstance(v, bool):
         return int(v)
     return v
+
+
+def _utf8(v: str) -> str:
+    """Text SQLite can store: a lone surrogate (which no UTF-8 holds) is kept as its escape
+    (``\\ud800``) rather than failing the whole commit and every one after it."""
+    try:
+        v.encode("utf-8")
+        return v
+    except UnicodeEncodeError:
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _json_default(o):
@@ -226,7 +238,7 @@ class SessionWriter:
         while not self._stop.wait(self.flush_s):
             try:
                 self.flush()
-            except sqlite3.Error as e:  # disk full, I/O error: keep the rows, retry, say so
+            except Exception as e:  # noqa: BLE001 — disk full, I/O error, …: keep the rows, retry, say so
                 self.flush_errors += 1
                 log.error("session %s: could not write to %s (%s); will retry", self.id, self.path, e)
 
@@ -260,7 +272,7 @@ class SessionWriter:
                                    [(k, json.dumps(v, default=_json_default)) for k, v in meta.items()])
                 running = self._running_digests(bufs) if any(bufs.values()) or meta else None
                 db.execute("COMMIT")
-            except sqlite3.Error:
+            except Exception:  # whatever failed, nothing is half-written and no row is lost
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 with self._lock:  # put the rows back in front, in order, for the next try

@@ -149,3 +149,18 @@ def test_export_into_a_file_says_it_is_a_file(tmp_path):
         with pytest.raises(StoreError, match=f"{f} is a file, not a folder"):
             export_session(path, "csv", out)
     assert f.read_text() == "keep"
+
+
+def test_text_no_utf8_can_hold_is_kept_escaped_and_loses_nothing(tmp_path):
+    # a lone surrogate reaching the store from anywhere (the console refuses it at its door)
+    w = SessionWriter(tmp_path, "P1", {}, flush_s=3600)
+    w.write("events", (1.0, "note", '{"a":1}'))
+    w.write("events", (2.0, "bad\ud800", "é\udcff"))
+    w.flush()
+    w.write("events", (3.0, "after", "y"))
+    w.close(end_reason="done")
+    assert w.flush_errors == 0
+    with SessionReader(w.path) as r:
+        assert [(e["t"], e["kind"], e["detail"]) for e in r.records("events")] == [
+            (1.0, "note", '{"a":1}'), (2.0, "bad\\ud800", "é\\udcff"), (3.0, "after", "y")]
+        assert r.verify() and r.problems == [] and r.meta["end_reason"] == "done"
