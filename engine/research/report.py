@@ -432,7 +432,9 @@ def write_page(page: str, out: Path) -> Path:
         why = f"{in_the_way} is a file, not a folder" if in_the_way is not None else e.strerror
         raise StoreError(f"cannot write {out}: {why}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # text no UTF-8 can hold (a lone surrogate in a note logged by an older version) is shown
+        # as its escape, \ud800, rather than failing the page
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(page)
         os.chmod(tmp, 0o600)
         os.replace(tmp, out)

@@ -163,3 +163,22 @@ def test_an_out_that_is_a_folder_or_under_a_file_gets_its_own_words(session, tmp
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
         f"exposure: error: cannot write {f / 'r.html'}: {f} is a file, not a folder"]
     assert f.read_text() == "keep" and list(folder.iterdir()) == []
+
+
+def test_a_note_with_a_lone_surrogate_logged_by_an_older_version_is_shown_escaped(tmp_path):
+    import json
+    import sqlite3
+
+    from engine.store.files import table_digests
+
+    path = record(tmp_path / "D", duration_s=60.0, script=((10.0, {"type": "annotate", "text": "ok"}),))
+    db = sqlite3.connect(path)  # as the console let it through before: JSON escapes it in the log
+    db.execute("UPDATE commands SET payload = ? WHERE type = 'annotate'",
+               (json.dumps({"type": "annotate", "text": "\ud800 railing"}),))
+    db.execute("UPDATE meta SET value = ? WHERE key = 'digests'", (json.dumps(table_digests(db)),))
+    db.commit()
+    db.close()
+    out = tmp_path / "r.html"
+    p = run_cli("report", str(path), "--out", out)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert "text=\\ud800 railing" in out.read_text(encoding="utf-8")
