@@ -397,6 +397,7 @@ class SessionInfo:
             "samples": self.counts.get("samples", 0),
             "controller": m.get("controller"),
             "ended": m.get("end_reason") or "incomplete (no end recorded: crashed or killed)",
+            "no_signal": m.get("no_signal") or None,  # e.g. "no signal: not one sample from … in 0:15"
             "path": str(self.path),
             "damaged": self.damaged,
             "problems": list(self.problems),

@@ -164,3 +164,21 @@ def test_text_no_utf8_can_hold_is_kept_escaped_and_loses_nothing(tmp_path):
         assert [(e["t"], e["kind"], e["detail"]) for e in r.records("events")] == [
             (1.0, "note", '{"a":1}'), (2.0, "bad\\ud800", "é\\udcff"), (3.0, "after", "y")]
         assert r.verify() and r.problems == [] and r.meta["end_reason"] == "done"
+
+
+def test_the_listing_says_when_a_session_had_no_signal(tmp_path):
+    from tests.conftest import run_cli
+
+    d = tmp_path / "D"
+    silent = "no signal: not one sample from serial:///dev/ttyUSB9 in 0:15"
+    for i, (line, s) in enumerate(((None, 0.0), (silent, 15.0))):
+        w = SessionWriter(d, "P1", {"started_at": f"2026-11-30T04:0{i}:00+0000"})
+        w.close(end_reason="completed", duration_s=15.0, no_signal_s=s, no_signal=line or "")
+    p = run_cli("sessions", "--sessions-dir", d, check=True)
+    lines = p.stdout.splitlines()
+    assert lines[-1] == f"      {silent}"
+    assert lines[-2].endswith("completed") and lines[-3].endswith("completed") and len(lines) == 4
+    import json
+
+    rows = json.loads(run_cli("sessions", "--sessions-dir", d, "--json", check=True).stdout)
+    assert [r["no_signal"] for r in rows] == [None, silent]
