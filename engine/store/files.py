@@ -5,8 +5,8 @@ buffered in memory and committed at least every ``flush_s`` seconds of wall time
 default), so a SIGKILL loses at most the last second. The file is created with mode 0600 (its
 WAL and shared-memory files inherit that mode from SQLite) in a directory of mode 0700, and
 holds a pseudonymous patient id only. Each commit carries a checksum of every table as committed
-(``digests_so_far`` in meta), and the end of a session one more (``digests``), so that damage to
-the file afterwards is seen, whether the session ended or was killed.
+(``digests_so_far`` in meta), replaced at the end of the session by the final ones (``digests``),
+so that damage to the file afterwards is seen, whether the session ended or was killed.
 
 Tables (time ``t`` in seconds from session start; see the manual, docs/sessions.md, for columns):
 meta, samples, features, decisions, commands, suds, events, scene.
@@ -316,12 +316,20 @@ class SessionWriter:
         self.flush()
         # A checksum of each table as written, so a reader can tell a damaged file from a whole one
         # (SQLite has no checksums of its own: a flipped byte in a number is a valid number).
-        try:
-            self.set_meta(digests=table_digests(self.db))
-            self.flush()
-        except sqlite3.Error as e:
-            log.error("session %s: could not write the checksums (%s); the file is complete without them", self.id, e)
+        # They take the place of the checksums written as the session ran (in one transaction: a
+        # file holds one or the other), which would otherwise be the one entry the end's don't cover.
         with self._db_lock:
+            try:
+                self.db.execute("BEGIN")
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                (DIGEST_KEY, json.dumps(table_digests(self.db))))
+                self.db.execute("DELETE FROM meta WHERE key = ?", (RUNNING_KEY,))
+                self.db.execute("COMMIT")
+            except sqlite3.Error as e:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                log.error("session %s: could not write the final checksums (%s); the file is complete and keeps "
+                          "those written as it ran", self.id, e)
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.db.close()
             self.closed = True
