@@ -6,9 +6,10 @@ kind of command), then builds its report page many times and prints seconds per 
 - previous: the figure drawn as before (titles placed by matplotlib, which measures every tick
   label of the figure to do so; margins cropped by a second drawing pass), the reference;
 - now, first drawing: titles at a fixed height, one drawing pass (the figure is laid out once);
-- now, same drawing again: the memo of rendered figures (a figure is a pure function of its
-  calls), as when several reports of the same session, or of damaged copies whose damage does
-  not change what is drawn, are made in one process;
+- now, read + figure again: the session read and the figure worked out again, its drawing taken
+  from the memo of rendered figures (a figure is a pure function of its calls), as when several
+  reports of the same session, or of damaged copies whose damage does not change what is drawn,
+  are made in one process;
 - the page without the figure (reading the file twice, checks, summary, HTML), for scale.
 
 Both drawings are made from the same recorded calls, in the same run, alternately; CPU time
@@ -79,7 +80,7 @@ def main() -> int:
     print(f"{a.minutes:g}-minute session, {len(log.samples)} samples, {len(sk.calls)} drawing calls; "
           f"median of {a.repeat} (wall s / CPU s):")
     print(f"  previous drawing (reference):       {pw:6.3f} / {pc:6.3f}   image {sizes['previous']}")
-    for label, xs in (("now, first drawing", now), ("now, same drawing again (memo)", memo)):
+    for label, xs in (("now, first drawing", now), ("now, read + figure again (memo)", memo)):
         w, c = med(x[0] for x in xs), med(x[1] for x in xs)
         print(f"  {label + ':':35s} {w:6.3f} / {c:6.3f}   {pc / c:5.1f}x faster (CPU)"
               + (f"   image {sizes['now']}" if label.startswith("now, first") else ""))

@@ -71,7 +71,7 @@ def originals(tmp_path_factory):
     return out
 
 
-@pytest.mark.timeout(1800)  # about 3 min on an idle 2-core machine, 5 on a loaded one
+@pytest.mark.timeout(1800)  # about 1.5 min of CPU; 3 min on the shared 2-core machine at load 9
 def test_a_flipped_byte_anywhere_is_reported_as_damage_by_every_command(originals, tmp_path, monkeypatch):
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # main() would take over the test's SIGTERM
     rng = random.Random(1130)
