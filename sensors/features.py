@@ -449,8 +449,14 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
             # this heart's own beat-to-beat variability for the next intervals' tests: the median absolute
             # successive difference of the accepted ones, robust to the artefacts that slipped through
             if cnt >= 4:
-                srt = np.sort(dif[:w - 1])
-                lo, hi = srt[(cnt - 1) // 2], srt[min(cnt // 2, w - 2)]
+                for j in range(1, w - 1):  # insertion sort of the (at most rmssd_window − 1) differences
+                    v = dif[j]
+                    m = j - 1
+                    while m >= 0 and dif[m] > v:
+                        dif[m + 1] = dif[m]
+                        m -= 1
+                    dif[m + 1] = v
+                lo, hi = dif[(cnt - 1) // 2], dif[min(cnt // 2, w - 2)]
                 nn_mad[i] = lo if cnt % 2 == 1 else 0.5 * (lo + hi)
             else:
                 nn_mad[i] = np.nan

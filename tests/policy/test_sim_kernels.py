@@ -23,13 +23,24 @@ def result():
     return run_course(load_population(), scene_table("heights"), list(CONTROLLERS), **SETTINGS)
 
 
+#: outcomes that count (patients, seconds, steps, questions): equal, not close
+EXACT = ("responder_rate", "bat_steps_post", "dropout_rate", "escapes_per_patient", "overwhelm_s_per_session",
+         "window_fraction", "vr_minutes", "suds_asks_per_min")
+#: the documented tolerance of continuous outcomes (docs/scale.md): the kernels take a few exponentials and
+#: logarithms from the C library, which rounds some arguments one unit in the last place apart from numpy
+RTOL, ATOL = 1e-9, 1e-9
+
+
 def test_per_patient_outcomes_match_the_numpy_reference(result):
     ref = np.load(REF)
     assert np.array_equal(result.pre_top, ref["pre_top"])
     for k in METRICS:
-        assert np.array_equal(result.per_patient[k], ref[k], equal_nan=True), k
+        if k in EXACT:
+            assert np.array_equal(result.per_patient[k], ref[k], equal_nan=True), k
+        else:
+            np.testing.assert_allclose(result.per_patient[k], ref[k], rtol=RTOL, atol=ATOL, err_msg=k)
     for k, v in result.extras.items():
-        assert np.array_equal(v, ref[f"x_{k}"], equal_nan=True), k
+        np.testing.assert_allclose(v, ref[f"x_{k}"], rtol=RTOL, atol=ATOL, err_msg=k)
 
 
 def test_the_reference_is_not_trivial():

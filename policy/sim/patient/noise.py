@@ -9,6 +9,7 @@ The mixer is SplitMix64's finaliser on numpy uint64 arrays (wrapping arithmetic)
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 _M64 = (1 << 64) - 1
@@ -37,11 +38,31 @@ def patient_keys(seed: int, index: np.ndarray | int) -> np.ndarray:
     return _mix((idx * np.uint64(_G)) ^ np.uint64(base))
 
 
-def _counter(*parts: int) -> np.uint64:
+def counter(*parts: int) -> np.uint64:
+    """The counter of a draw (e.g. session, second, channel): mixed with a patient's key, it gives the draw."""
     h = 0x243F6A8885A308D3
     for p in parts:
         h = _mix_int(h ^ ((int(p) * _G) & _M64))
     return np.uint64(h)
+
+
+_counter = counter
+
+
+@numba.njit(cache=True)
+def mix(x):
+    """SplitMix64's finaliser of one uint64 (:func:`_mix` per element), for compiled kernels."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def to_unit(h):
+    """A mixed uint64 as a uniform in (0, 1), as :func:`uniform` makes it."""
+    return (np.float64(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
 def uniform(keys: np.ndarray, *counter: int) -> np.ndarray:
