@@ -171,25 +171,52 @@ def _sig(x):
 
 def association(p: Params, u: np.ndarray, avoid: np.ndarray | float = 0.0) -> np.ndarray:
     """V(u): fear the patient associates with effective intensity u, 0..100 (0 at u = 0)."""
-    k, m = p.slope, p.midpoint
-    s0 = _sig(-k * m)
-    v = (_sig(k * (u - m)) - s0) / (1.0 - s0)
-    return np.minimum(100.0, 110.0 * (p.severity + avoid) * v)
+    u = np.asarray(u, dtype=float)
+    avoid = np.broadcast_to(np.asarray(avoid, dtype=float), u.shape)
+    out = np.empty(u.shape)
+    _association_lanes(u, avoid, p.severity, p.slope, p.midpoint, _step_params(p)[-4], out)
+    return out
 
 
-def _bin_pos(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.clip(u, 0.0, 1.0) * _NB
-    j = np.minimum(x.astype(np.int64), _NB - 1)
-    return np.arange(len(u)), j, x - j
+@numba.njit(cache=True)
+def _association1(u, severity, avoid, slope, midpoint, sig0):
+    """V(u) of one patient (``sig0``: the logistic at u = 0, σ(−slope·midpoint), taken by numpy)."""
+    v = (_sig1(slope * (u - midpoint)) - sig0) / (1.0 - sig0)
+    return min(100.0, 110.0 * (severity + avoid) * v)
 
 
-def _interp_at(arr: np.ndarray, pos) -> np.ndarray:
-    r, j, w = pos
-    return arr[r, j] * (1.0 - w) + arr[r, j + 1] * w
+@numba.njit(cache=True)
+def _association_lanes(u, avoid, severity, slope, midpoint, sig0, out):
+    for i in range(len(u)):
+        out[i] = _association1(u[i], severity[i], avoid[i], slope[i], midpoint[i], sig0[i])
 
 
-def _interp_bins(arr: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return _interp_at(arr, _bin_pos(u))
+@numba.njit(cache=True)
+def _interp1(row, u):
+    """A per-bin quantity of one patient (safety memory, habituation) at effective intensity u."""
+    nb = len(row)
+    x = min(max(u, 0.0), 1.0) * (nb - 1)
+    j = min(int(x), nb - 2)
+    w = x - j
+    return row[j] * (1.0 - w) + row[j + 1] * w
+
+
+@numba.njit(cache=True)
+def _fears_lanes(level_u, safety, S, avoid, severity, slope, midpoint, sig0, out):
+    """Fear outside a session at each column of ``level_u``: V(u)·(1 − I(u)) + S, at most 100."""
+    for i in range(level_u.shape[0]):
+        for j in range(level_u.shape[1]):
+            u = level_u[i, j]
+            out[i, j] = min(100.0, _association1(u, severity[i], avoid[i], slope[i], midpoint[i], sig0[i])
+                            * (1.0 - _interp1(safety[i], u)) + S[i])
+
+
+def _fears(p: Params, level_u: np.ndarray, safety: np.ndarray, S: np.ndarray, avoid: np.ndarray) -> np.ndarray:
+    level_u = np.ascontiguousarray(level_u, dtype=float)
+    out = np.empty(level_u.shape)
+    _fears_lanes(level_u, np.ascontiguousarray(safety), np.asarray(S, dtype=float), np.asarray(avoid, dtype=float),
+                 p.severity, p.slope, p.midpoint, _step_params(p)[-4], out)
+    return out
 
 
 def generalised(safety: np.ndarray) -> np.ndarray:
@@ -222,7 +249,6 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     The equations are :func:`_step_lanes` (compiled, per patient); this gathers their inputs."""
     n = p.n
     pr = _step_params(p)
-    counters = np.array([noise.counter(CH_SECOND, session, second, j) for j in range(N_UNIFORM)], dtype=np.uint64)
     breath = np.array([np.sin(6.283185307179586 * (second + k / 3.0) / 4.5) for k in range(3)])
     ns = State(A=np.empty(n), H=np.empty_like(s.H), S=np.empty(n), safety=np.empty_like(s.safety), cs=np.empty(n),
                hr=np.empty(n), hr_opt=np.empty(n), phase=np.empty(n), look=np.empty(n), dip=np.empty(n),
@@ -231,7 +257,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     r = Reading(bpm=np.empty(n), rr=np.empty((n, 3)), contact=np.empty(n, np.int8), look_away=ns.look, fear=ns.A,
                 overwhelm=np.empty(n, bool), in_window=np.empty(n, bool), escaped_now=np.empty(n, bool),
                 in_vr=np.empty(n, bool))
-    _step_lanes(p.keys, counters, breath, float(second), STRUCTURES.index(p.structure), p.sensor == "chest",
+    _step_lanes(p.keys, session, second, breath, STRUCTURES.index(p.structure), p.sensor == "chest",
                 p.dropout_per_s, np.asarray(u, dtype=float).reshape(n), np.asarray(asked, dtype=bool).reshape(n),
                 *pr, s.A, s.H, s.S, s.safety, s.cs, s.hr, s.hr_opt, s.phase, s.look, s.dip, s.u_slow, s.escaped,
                 s.drop_until, s.sess_over_s, s.sess_fear_sum, s.sess_vr_s, s.dropped, s.avoid,
@@ -269,7 +295,7 @@ def _sig1(x):
 
 
 @numba.njit(cache=True)
-def _step_lanes(keys, counters, breath, second, structure, chest, dropout_per_s, u_in, asked,
+def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s, u_in, asked,
                 look_away_max, look_away_mid, suds_cost, presence, severity, slope, midpoint, half_life,
                 non_habituator, optimal_arousal, learning_rate, overwhelm, escape, cyber, rest_hr, hr_gain,
                 concordance, scene_hr, rmssd_rest, contact_delay_s, max_hr, sig0, a_hr_up, a_hr_down, a_fear,
@@ -283,6 +309,10 @@ def _step_lanes(keys, counters, breath, second, structure, chest, dropout_per_s,
     n = len(u_in)
     nk = len(keys)
     nb_ = H0.shape[1]
+    second = float(isecond)
+    counters = np.empty(N_UNIFORM, np.uint64)
+    for j in range(N_UNIFORM):
+        counters[j] = noise.counter4(CH_SECOND, session, isecond, j)
     ub = np.empty(N_UNIFORM)
     g = np.empty(nb_)
     hk = np.empty(nb_)
@@ -308,19 +338,15 @@ def _step_lanes(keys, counters, breath, second, structure, chest, dropout_per_s,
         seen = u * (1.0 - 0.2 * look)
         dip = suds_cost[i] if asked[i] else dip0[i] * 0.9355  # recovers with τ ≈ 15 s
         pres = 0.0 if out_vr else (0.7 + 0.3 * presence[i]) * (1.0 - 0.4 * cs0[i]) * (1.0 - dip)
-        # V(u): the fear association (association())
-        V = min(100.0, 110.0 * (severity[i] + avoid0[i]) * ((_sig1(slope[i] * (seen - midpoint[i])) - sig0[i])
-                                                           / (1.0 - sig0[i])))
-        x = min(max(seen, 0.0), 1.0) * (nb_ - 1)
-        jb = min(int(x), nb_ - 2)
-        w = x - jb
+        # V(u): the fear association
+        V = _association1(seen, severity[i], avoid0[i], slope[i], midpoint[i], sig0[i])
         # the acting safety memory: generalised downward (generalised()) but under abrupt-no-transfer
         m = -np.inf
         for b in range(nb_ - 1, -1, -1):
             m = max(m, safety0[i, b])
             g[b] = safety0[i, b] if structure == 4 else m
-        inhib = g[jb] * (1.0 - w) + g[jb + 1] * w
-        hab = H0[i, jb] * (1.0 - w) + H0[i, jb + 1] * w
+        inhib = _interp1(g, seen)
+        hab = _interp1(H0[i], seen)
         drive = min(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + S0[i])
         A = A + (drive - A) * (a_fear[0] if drive > A else a_fear[1]) + 1.0 * z_fear
         A = min(max(A, 0.0), 100.0)
@@ -337,7 +363,7 @@ def _step_lanes(keys, counters, breath, second, structure, chest, dropout_per_s,
         if structure == 2:  # inhibitory-flat
             rate = 0.7 * (1.0 if A > 10.0 else 0.0)
         elif structure == 1:  # habituation-only
-            rate = 2.0 * (H1[i, jb] * (1.0 - w) + H1[i, jb + 1] * w) * (1.0 if A > 10.0 else 0.0)
+            rate = 2.0 * _interp1(H1[i], seen) * (1.0 if A > 10.0 else 0.0)
         else:
             # inverted U around the optimal arousal: wide below it, narrow above it
             d = A - optimal_arousal[i]
@@ -470,12 +496,7 @@ def approach_fears(p: Params, s: State, level_u: np.ndarray, post: bool = True, 
         S, avoid = 0.5 ** delays * s.S, s.avoid
     else:
         safety, S, avoid = np.zeros_like(s.safety), np.zeros(p.n), np.zeros(p.n)
-    safety = acting_safety(p, safety)
-    fear = np.empty_like(level_u)
-    for j in range(level_u.shape[1]):
-        u = level_u[:, j]
-        fear[:, j] = np.minimum(100.0, association(p, u, avoid) * (1.0 - _interp_bins(safety, u)) + S)
-    return fear
+    return _fears(p, level_u, acting_safety(p, safety), S, avoid)
 
 
 def approach_test(p: Params, s: State, level_u: np.ndarray, post: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -519,12 +540,7 @@ def replace_lanes(p: Params, s: State, lanes: np.ndarray, keys: np.ndarray, pop:
 
 def level_fears(p: Params, s: State, level_u: np.ndarray) -> np.ndarray:
     """(L, levels): fear each level would raise now, outside a session (no habituation)."""
-    safety = acting_safety(p, s.safety)
-    fear = np.empty_like(level_u)
-    for j in range(level_u.shape[1]):
-        u = level_u[:, j]
-        fear[:, j] = np.minimum(100.0, association(p, u, s.avoid) * (1.0 - _interp_bins(safety, u)) + s.S)
-    return fear
+    return _fears(p, level_u, acting_safety(p, s.safety), s.S, s.avoid)
 
 
 def level_intensities(p: Params, table) -> np.ndarray:

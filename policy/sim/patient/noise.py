@@ -60,6 +60,15 @@ def mix(x):
 
 
 @numba.njit(cache=True)
+def counter4(a, b, c, d):
+    """:func:`counter` of four non-negative parts, for compiled kernels."""
+    h = np.uint64(0x243F6A8885A308D3)
+    for part in (a, b, c, d):
+        h = mix(h ^ (np.uint64(part) * np.uint64(_G)))
+    return h
+
+
+@numba.njit(cache=True)
 def to_unit(h):
     """A mixed uint64 as a uniform in (0, 1), as :func:`uniform` makes it."""
     return (np.float64(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
