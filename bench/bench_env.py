@@ -4,11 +4,13 @@ one run, each in its own child process with its own ``PYTHONPATH`` (the same mac
 moment, the same actions). The shielded env of ``gym.make``; a fixed sequence of actions; episodes
 reset with consecutive seeds; the first episode is a warm-up (compilation, caches) and not timed.
 
-    python bench/bench_env.py [--ref PATH] [--steps 3000] [--minutes 40]
+    python bench/bench_env.py [--ref PATH] [--steps 3000] [--minutes 40] [--rounds 3]
 
 ``--ref`` is a checkout of the version to compare with (e.g. ``git worktree add --detach ../ref
-<commit>``); without it only this checkout is measured. The load average is printed: the machine
-may be shared.
+<commit>``); without it only this checkout is measured. The two alternate for ``--rounds`` rounds
+and the best round of each counts (other jobs on a shared machine only ever slow a round down);
+steps per CPU-second (the CPU time the process was given) are printed too, and the load average:
+on a busy machine they are the figures to trust.
 """
 
 from __future__ import annotations
@@ -71,20 +73,30 @@ def main() -> None:
     ap.add_argument("--ref", type=Path, default=None, help="checkout of the reference version")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--minutes", type=float, default=40.0, help="session length (the default population's)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each counts")
     a = ap.parse_args()
     print(f"ExposureTherapy-v0 (shielded, heights, {a.minutes:g}-min sessions), one env stepped "
           f"{a.steps} times (one step = 5 s of session)")
     print(f"before: {load()}")
     runs = [("this checkout", ROOT)] + ([("reference", a.ref.resolve())] if a.ref else [])
-    rate = {}
+    best: dict[str, dict] = {}
+    for _ in range(a.rounds):
+        for name, path in runs:
+            r = measure(path, a.steps, a.minutes)
+            if name not in best or r["seconds"] < best[name]["seconds"]:
+                best[name] = r
+            if name not in best or r["cpu"] < best[name].get("best_cpu", float("inf")):
+                best[name]["best_cpu"] = min(r["cpu"], best[name].get("best_cpu", float("inf")))
+    rate, cpu_rate = {}, {}
     for name, path in runs:
-        r = measure(path, a.steps, a.minutes)
-        rate[name] = r["steps"] / r["seconds"]
-        print(f"  {name:14}: {rate[name]:8.0f} steps/s ({r['steps'] / r['cpu']:.0f} per CPU-second; "
+        r = best[name]
+        rate[name], cpu_rate[name] = r["steps"] / r["seconds"], r["steps"] / r["best_cpu"]
+        print(f"  {name:14}: {rate[name]:8.0f} steps/s, {cpu_rate[name]:6.0f} per CPU-second (best of {a.rounds}; "
               f"{r['episodes']} episodes ended)  [{path}]")
     if a.ref:
-        ratio = rate["this checkout"] / rate["reference"]
-        print(f"  ratio: {ratio:.2f}× the reference (goal ≥ 3×: {'met' if ratio >= 3 else 'NOT met'})")
+        ratio, cpu_ratio = rate["this checkout"] / rate["reference"], cpu_rate["this checkout"] / cpu_rate["reference"]
+        print(f"  ratio: {ratio:.2f}× the reference in steps/s, {cpu_ratio:.2f}× per CPU-second "
+              f"(goal ≥ 3×: {'met' if min(ratio, cpu_ratio) >= 3 else 'NOT met'})")
     print(f"after: {load()}")
 
 
