@@ -79,18 +79,14 @@ def main() -> None:
           f"{a.steps} times (one step = 5 s of session)")
     print(f"before: {load()}")
     runs = [("this checkout", ROOT)] + ([("reference", a.ref.resolve())] if a.ref else [])
-    best: dict[str, dict] = {}
+    rounds: dict[str, list[dict]] = {name: [] for name, _ in runs}
     for _ in range(a.rounds):
         for name, path in runs:
-            r = measure(path, a.steps, a.minutes)
-            if name not in best or r["seconds"] < best[name]["seconds"]:
-                best[name] = r
-            if name not in best or r["cpu"] < best[name].get("best_cpu", float("inf")):
-                best[name]["best_cpu"] = min(r["cpu"], best[name].get("best_cpu", float("inf")))
+            rounds[name].append(measure(path, a.steps, a.minutes))
     rate, cpu_rate = {}, {}
     for name, path in runs:
-        r = best[name]
-        rate[name], cpu_rate[name] = r["steps"] / r["seconds"], r["steps"] / r["best_cpu"]
+        r = min(rounds[name], key=lambda x: x["seconds"])
+        rate[name], cpu_rate[name] = r["steps"] / r["seconds"], r["steps"] / min(x["cpu"] for x in rounds[name])
         print(f"  {name:14}: {rate[name]:8.0f} steps/s, {cpu_rate[name]:6.0f} per CPU-second (best of {a.rounds}; "
               f"{r['episodes']} episodes ended)  [{path}]")
     if a.ref:
