@@ -178,10 +178,12 @@ class FeatureBank:
                 active: np.ndarray | None = None) -> FeatureFrame:
         c = self.cfg
         n = self.n
-        bpm = np.asarray(bpm, dtype=float).reshape(n)
+        # contiguous arrays of fixed types: the kernel compiled (or loaded) at the bank's first update serves all
+        bpm = np.ascontiguousarray(np.asarray(bpm, dtype=float).reshape(n))
         has_rr = rr is not None and rr.size > 0
-        rr = np.asarray(rr, dtype=float).reshape(n, -1) if has_rr else self._no_rr
-        contact = self._no_contact if contact is None else np.asarray(contact).reshape(n).astype(np.int8, copy=False)
+        rr = np.ascontiguousarray(np.asarray(rr, dtype=float).reshape(n, -1)) if has_rr else self._no_rr
+        contact = self._no_contact if contact is None else \
+            np.ascontiguousarray(np.asarray(contact).reshape(n).astype(np.int8, copy=False))
         # the exponentials stay in numpy (its SIMD exp rounds a few arguments differently from the C
         # library's, which the kernel would use): the same figures as before the kernel, to the bit
         dt = np.maximum(t - self.t_last, 1e-6)
@@ -189,7 +191,8 @@ class FeatureBank:
         a_quality = 1.0 - np.exp(-dt / c.quality_tau_s)
         hr_delta, rmssd, lost, since = np.empty(n), np.empty(n), np.empty(n, bool), np.empty(n)
         rejected, rejected_by = np.zeros(n, np.int32), np.zeros((n, len(REASONS)), np.int32)
-        _update_lanes(float(t), bpm, rr, has_rr, contact, self._all if active is None else active, a_slope, a_quality,
+        _update_lanes(float(t), bpm, rr, has_rr, contact, self._all if active is None else np.ascontiguousarray(active),
+                      a_slope, a_quality,
                       self.t_last, self.t_valid, self.seen_valid, self.hr, self.slope, self.quality, self.base_sum,
                       self.base_n, self.base_start, self.base_frozen, self.baseline, self.rr_buf, self.rr_mean,
                       self.rej_run, self.rej_ref, self.pend, self.nn_count, self.nn_mad, self.last_ok, self.last_ref,
