@@ -24,11 +24,11 @@ def _mix_int(x: int) -> int:
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    """SplitMix64's finaliser over a uint64 array (:func:`mix` per element)."""
+    x = np.asarray(x, dtype=np.uint64)
+    out = np.empty(x.shape, np.uint64)
+    _mix_lanes(x.reshape(-1), out.reshape(-1))
+    return out
 
 
 def patient_keys(seed: int, index: np.ndarray | int) -> np.ndarray:
@@ -49,14 +49,23 @@ def counter(*parts: int) -> np.uint64:
 _counter = counter
 
 
+# numba caches a compiled function per file and does not notice when a function it calls from another
+# file changes: after changing mix, to_unit or counter4, delete policy/sim/patient/__pycache__/*.nb[ic]
+# (a fresh checkout, as in CI, compiles everything anew).
 @numba.njit(cache=True)
 def mix(x):
-    """SplitMix64's finaliser of one uint64 (:func:`_mix` per element), for compiled kernels."""
+    """SplitMix64's finaliser of one uint64: the one implementation, for arrays (:func:`_mix`) and kernels."""
     x = x ^ (x >> np.uint64(30))
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))
     x = x * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def _mix_lanes(x, out):
+    for i in range(len(x)):
+        out[i] = mix(x[i])
 
 
 @numba.njit(cache=True)
