@@ -171,10 +171,10 @@ def _sig(x):
 
 def association(p: Params, u: np.ndarray, avoid: np.ndarray | float = 0.0) -> np.ndarray:
     """V(u): fear the patient associates with effective intensity u, 0..100 (0 at u = 0)."""
-    u = np.asarray(u, dtype=float)
-    avoid = np.broadcast_to(np.asarray(avoid, dtype=float), u.shape)
-    out = np.empty(u.shape)
-    _association_lanes(u, avoid, p.severity, p.slope, p.midpoint, _step_params(p)[-4], out)
+    u = np.ascontiguousarray(np.broadcast_to(np.asarray(u, dtype=float), (p.n,)))
+    avoid = np.ascontiguousarray(np.broadcast_to(np.asarray(avoid, dtype=float), (p.n,)))
+    out = np.empty(p.n)
+    _association_lanes(u, avoid, p.severity, p.slope, p.midpoint, _sig0(p), out)
     return out
 
 
@@ -215,7 +215,7 @@ def _fears(p: Params, level_u: np.ndarray, safety: np.ndarray, S: np.ndarray, av
     level_u = np.ascontiguousarray(level_u, dtype=float)
     out = np.empty(level_u.shape)
     _fears_lanes(level_u, np.ascontiguousarray(safety), np.asarray(S, dtype=float), np.asarray(avoid, dtype=float),
-                 p.severity, p.slope, p.midpoint, _step_params(p)[-4], out)
+                 p.severity, p.slope, p.midpoint, _sig0(p), out)
     return out
 
 
@@ -287,6 +287,11 @@ def _step_params(p: Params) -> tuple:
              1.0 - np.exp(-1.0 / np.array([8.0, 30.0])))
         object.__setattr__(p, "_step_cache", c)  # Params is frozen; the cache follows from its arrays
     return c
+
+
+def _sig0(p: Params) -> np.ndarray:
+    """σ(−slope·midpoint): the logistic of V(u) at u = 0, per lane."""
+    return _step_params(p)[len(_STEP_PARAMS) + 1]
 
 
 @numba.njit(cache=True)
