@@ -1,7 +1,7 @@
 """Evaluator throughput: simulated patient-seconds per second, per core, and its scale-out on Ray.
 
-Runs the same evaluation (the 4 baselines side by side on the same patients) in this process
-(the reference: one core), then as Ray tasks on an in-process Ray with 1 and with 2 CPUs, and
+Runs the same evaluation (the 4 baselines side by side on the same patients) in one process
+(one core), then as Ray tasks on an in-process Ray with 1 and with 2 CPUs, and
 prints each in patient-seconds per second and per core, the speed-up from 1 to 2 Ray workers,
 and whether the three results are the same JSON. Ray's start-up is not timed: each Ray is
 started and warmed up (its workers import the code) before the clock starts. Patient-seconds per
@@ -12,9 +12,16 @@ shared with other jobs they show the cost of the work when the wall-clock figure
 (``ray.cluster_utils.Cluster``, one CPU each), runs the evaluation there and prints which node ran
 how many shards: the same code path as a real cluster joined with ``--ray ADDRESS``.
 
+``--ref PATH`` first runs the same one-process evaluation from another checkout (today's version,
+e.g. ``git worktree add --detach ../ref <commit>``) in a child process whose ``PYTHONPATH`` is that
+checkout, then this checkout's the same way, and prints both per-core figures, their ratio and whether
+the two results are the same JSON (they may differ within the documented floating-point tolerance:
+docs/scale.md). ``--no-ray`` stops after that.
+
 The machine is shared: the load average before and after is printed with the figures.
 
-    python bench/bench_evaluator.py [--patients 1000] [--sessions 6] [--minutes 40] [--cluster 3]
+    python bench/bench_evaluator.py [--patients 1000] [--sessions 6] [--minutes 40] [--ref PATH] [--no-ray]
+                                    [--cluster 3]
 
 Needs the 'scale' extra (Ray) for everything but the reference.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -37,6 +45,62 @@ from policy.sim.evaluate import evaluate  # noqa: E402
 from policy.sim.patient.population import load_population  # noqa: E402
 
 CONTROLLERS = ["ladder", "suds", "hr-band", "hr-pid"]
+
+
+CHILD = r"""
+import json, sys, time
+from engine.gym_env import scene_table
+from policy.sim.evaluate import evaluate
+from policy.sim.patient.population import load_population
+n, sessions, minutes = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+pop, table = load_population(), scene_table("heights")
+evaluate(pop, table, sys.argv[4:], 8, seed=1, sessions=1, minutes=1)  # warm-up (compilation, caches)
+t, c = time.perf_counter(), time.process_time()
+out = evaluate(pop, table, sys.argv[4:], n, seed=1, sessions=sessions, minutes=minutes, workers=1)
+dt, cpu = time.perf_counter() - t, time.process_time() - c
+import policy
+print(json.dumps({"seconds": dt, "cpu": cpu, "result": out, "from": policy.__file__}))
+"""
+
+
+def one_core(path: Path, a) -> dict:
+    """The one-process evaluation of the checkout at ``path``, in a child process."""
+    env = dict(os.environ, PYTHONPATH=str(path))
+    p = subprocess.run([sys.executable, "-c", CHILD, str(a.patients), str(a.sessions), str(a.minutes), *CONTROLLERS],
+                       capture_output=True, text=True, cwd=path, env=env)
+    if p.returncode != 0:
+        sys.exit(f"bench_evaluator: the run in {path} failed:\n{p.stderr[-2000:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    if not out["from"].startswith(str(path)):
+        sys.exit(f"bench_evaluator: {path} imported policy from {out['from']}")
+    return out
+
+
+def max_difference(a, b) -> float:
+    """The largest absolute difference between the numbers of two results of the same shape."""
+    if isinstance(a, dict):
+        return max((max_difference(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b)
+    return 0.0 if a == b else float("inf")
+
+
+def per_core(a, work: float) -> None:
+    """This checkout against the reference checkout, each alone in a child process."""
+    rates = {}
+    runs = {}
+    for name, path in (("reference", a.ref.resolve()), ("this checkout", ROOT)):
+        r = runs[name] = one_core(path, a)
+        rates[name] = work / r["seconds"]
+        print(f"  {name:13} (1 process): {rates[name] / 1e6:6.2f} M patient-s/s ({r['seconds']:.1f} s); "
+              f"{work / r['cpu'] / 1e6:.2f} M per CPU-second  [{path}]")
+    ratio = rates["this checkout"] / rates["reference"]
+    cpu_ratio = runs["reference"]["cpu"] / runs["this checkout"]["cpu"]
+    ra, rb = runs["reference"]["result"], runs["this checkout"]["result"]
+    same = json.dumps(ra) == json.dumps(rb)
+    print(f"  per core: {ratio:.2f}× the reference ({cpu_ratio:.2f}× per CPU-second; goal ≥ 3×: "
+          f"{'met' if ratio >= 3 else 'NOT met'}); results "
+          f"{'identical' if same else f'differ, largest metric difference {max_difference(ra, rb):.4f}'}")
 
 
 def timed(fn):
@@ -57,6 +121,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=40.0)
     ap.add_argument("--shard", type=int, default=None, help="patients per Ray task (default: the evaluator's)")
     ap.add_argument("--cluster", type=int, default=0, help="also run on a simulated cluster of N local Ray nodes")
+    ap.add_argument("--ref", type=Path, default=None, help="checkout of the version to compare with, per core")
+    ap.add_argument("--no-ray", action="store_true", help="only the per-core comparison")
     a = ap.parse_args()
     pop, table = load_population(), scene_table("heights")
     kw = dict(seed=1, sessions=a.sessions, minutes=a.minutes)
@@ -64,6 +130,12 @@ def main() -> None:
     print(f"evaluator: {a.patients} patients × {a.sessions} sessions × {a.minutes:g} min × "
           f"{len(CONTROLLERS)} controllers ({', '.join(CONTROLLERS)}) = {work / 1e6:.1f} M patient-seconds")
     print(f"before: {load()}")
+    if a.ref:
+        per_core(a, work)
+    if a.no_ray:
+        print(f"after: {load()}")
+        return
+    evaluate(pop, table, CONTROLLERS, 8, seed=1, sessions=1, minutes=1)  # warm-up (compilation, caches)
     cpu = time.process_time()
     ref, t_ref = timed(lambda: evaluate(pop, table, CONTROLLERS, a.patients, workers=1, **kw))
     cpu = time.process_time() - cpu

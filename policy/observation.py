@@ -94,7 +94,7 @@ class Observation:
                 x = x / 300.0
             elif name == "return_of_fear":
                 x = np.where(np.isnan(x), 0.0, x) / 100.0
-            cols.append(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
+            cols.append(np.where(np.isfinite(x), x, 0.0))  # NaN and ±inf → 0
         return np.stack(cols, axis=1).astype(np.float32)
 
     def row(self, i: int = 0) -> dict:

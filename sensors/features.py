@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 #: Why an RR interval was left out of HR and RMSSD (counted per update in ``FeatureFrame.rejected_by``).
@@ -122,16 +123,6 @@ def finite_or_none(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _push(buf: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
-    """Shift the rows ``m`` of ``buf`` left by one and put ``v`` at their end (all rows: no gather)."""
-    if m.all():
-        buf[:, :-1] = buf[:, 1:]
-        buf[:, -1] = v
-    else:
-        buf[m, :-1] = buf[m, 1:]
-        buf[m, -1] = v[m]
-
-
 class FeatureBank:
     """Feature state for N patients, updated in place."""
 
@@ -157,10 +148,10 @@ class FeatureBank:
         self.rej_ref = nan.copy()  # their running mean
         self.pend = nan.copy()  # a short RR waiting for the next one (ectopic, extra or just short?)
         self.nn_count = np.zeros(n, dtype=np.int64)  # accepted NN intervals so far
-        self._nn_changed = np.zeros(n, dtype=bool)  # (within an update) the NN intervals changed
         self.nn_mad = nan.copy()  # median |successive difference| of the accepted NN in rr_buf (ms)
         self.last_ok = nan.copy()  # the newest settled interval, if it was accepted (else NaN)…
         self.last_ref = nan.copy()  # …and the reference before it
+        self._all, self._no_rr, self._no_contact = np.ones(n, bool), np.empty((n, 0)), np.full(n, -1, np.int8)
 
     def rebaseline(self, t: float, mask: np.ndarray | None = None) -> None:
         """Start a new resting baseline at ``t`` (e.g. during a calm period)."""
@@ -181,226 +172,294 @@ class FeatureBank:
         """
         if mask is not None:
             mask = np.asarray(mask, dtype=bool).reshape(self.n)
-            if not mask.all():
-                keep = ~mask
-                saved = {k: v[keep].copy() for k, v in vars(self).items() if isinstance(v, np.ndarray)}
-                frame = self._update(t, bpm, rr, contact)
-                for k, v in saved.items():
-                    getattr(self, k)[keep] = v
-                return self._masked_frame(frame, t, keep)
-        return self._update(t, bpm, rr, contact)
+        return self._update(t, bpm, rr, contact, mask)
 
-    def _masked_frame(self, f: FeatureFrame, t: float, keep: np.ndarray) -> FeatureFrame:
-        since = np.where(self.seen_valid, t - self.t_valid, np.inf)
-        lost = np.where(keep, since > self.cfg.lost_after_s, f.lost)
-        d = np.diff(self.rr_buf[keep], axis=1)
-        cnt = np.sum(~np.isnan(d), axis=1)
-        with np.errstate(invalid="ignore"):
-            r = np.sqrt(np.nansum(d * d, axis=1) / np.maximum(cnt, 1))
-        rmssd = f.rmssd.copy()
-        rmssd[keep] = np.where(cnt >= 2, r, np.nan)
-        rej = f.rejected_rr.copy()
-        rej[keep] = 0
-        rej_by = f.rejected_by.copy()
-        rej_by[keep] = 0
-        pick = lambda new, old: np.where(keep, old, new)  # noqa: E731
-        return FeatureFrame(f.t, pick(f.hr, self.hr), pick(f.baseline, self.baseline),
-                            pick(f.hr_delta, self.hr - self.baseline), pick(f.hr_slope, self.slope), rmssd,
-                            pick(f.quality, self.quality), lost, np.where(keep, since, f.since_valid), rej, rej_by)
-
-    def _update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None,
-                contact: np.ndarray | None) -> FeatureFrame:
+    def _update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None, contact: np.ndarray | None,
+                active: np.ndarray | None = None) -> FeatureFrame:
         c = self.cfg
         n = self.n
-        bpm = np.asarray(bpm, dtype=float).reshape(n)
+        # contiguous arrays of fixed types: the kernel compiled (or loaded) at the bank's first update serves all
+        bpm = np.ascontiguousarray(np.asarray(bpm, dtype=float).reshape(n))
+        has_rr = rr is not None and rr.size > 0
+        rr = np.ascontiguousarray(np.asarray(rr, dtype=float).reshape(n, -1)) if has_rr else self._no_rr
+        contact = self._no_contact if contact is None else \
+            np.ascontiguousarray(np.asarray(contact).reshape(n).astype(np.int8, copy=False))
+        # the exponentials stay in numpy (its SIMD exp rounds a few arguments differently from the C
+        # library's, which the kernel would use): the same figures as before the kernel, to the bit
         dt = np.maximum(t - self.t_last, 1e-6)
-        self.t_last[:] = t
-        got = ~np.isnan(bpm)
-        if contact is None:
-            contact = np.full(n, -1, dtype=np.int8)
-        contact = np.asarray(contact).reshape(n)
-        in_range = (bpm >= c.min_bpm) & (bpm <= c.max_bpm)
-        valid = got & in_range & (contact != 0)
-
-        # RR intervals: classified one by one (see the module's doc); a short one waits for the next.
-        rejected_by = np.zeros((n, len(REASONS)), dtype=np.int32)
-        self._nn_changed = np.zeros(n, dtype=bool)
-        if rr is not None and rr.size:
-            rr = np.asarray(rr, dtype=float).reshape(n, -1)
-            stale = self.seen_valid & (t - self.t_valid > c.lost_after_s)  # after a loss, start afresh
-            self.pend[stale] = np.nan
-            self.rr_buf[stale] = np.nan  # no interval, and no successive difference, spans a loss
-            self.nn_mad[stale] = np.nan
-            for k in range(rr.shape[1]):
-                present = ~np.isnan(rr[:, k]) & (contact != 0)
-                if present.any():
-                    self._classify(rr[:, k], present, got, bpm, rejected_by)
-        rejected = rejected_by.sum(axis=1).astype(np.int32)
-        fresh_nn = self._nn_changed  # the accepted normal-to-normal intervals changed in this update
-        had_rr = np.zeros(n, dtype=bool) if rr is None or not rr.size else \
-            np.any(~np.isnan(rr), axis=1) & (contact != 0)
-
-        # Heart rate and its slope.
-        # HR from the accepted NN intervals whenever the reading carried RR (60000 / their mean over the
-        # last ``hr_beats``); a reading whose intervals were all rejected leaves HR where it was.
-        prev = self.hr
-        acc = ~np.isnan(self.rr_buf)
-        last = acc & (np.cumsum(acc[:, ::-1], axis=1)[:, ::-1] <= c.hr_beats)  # the last hr_beats accepted
-        k = last.sum(axis=1)
-        fresh_nn = fresh_nn & (k > 0)
-        nn_hr = 60000.0 * k / np.maximum(np.where(last, self.rr_buf, 0.0).sum(axis=1), 1e-9)
-        from_rr = valid & had_rr
-        new_hr = np.where(from_rr, np.where(fresh_nn, nn_hr, prev), np.where(valid, bpm, prev))
-        valid = valid & ~np.isnan(new_hr)
-        first = valid & ~self.seen_valid
-        a = 1.0 - np.exp(-dt / c.slope_tau_s)
-        inst = np.where(valid & ~first & ~np.isnan(prev), (new_hr - prev) / np.maximum(dt, 1.0), 0.0)
-        self.slope = np.where(valid, self.slope + a * (inst - self.slope), self.slope)
-        self.hr = new_hr
-        self.seen_valid |= valid
-        self.t_valid = np.where(valid, t, self.t_valid)
-
-        # Baseline: running mean over the baseline window, then frozen.
-        in_window = valid & ~self.base_frozen & (t - self.base_start <= c.baseline_s)
-        self.base_sum += np.where(in_window, new_hr, 0.0)
-        self.base_n += in_window
-        closing = ~self.base_frozen & (t - self.base_start > c.baseline_s) & (self.base_n > 0)
-        self.base_frozen |= closing
-        self.baseline = np.where(self.base_n > 0, self.base_sum / np.maximum(self.base_n, 1), np.nan)
-
-        # Quality: a moving share of valid readings with accepted RR.
-        score = valid.astype(float)
-        if rr is not None and rr.size:
-            n_rr = np.sum(~np.isnan(rr), axis=1)
-            score = score * np.where(n_rr > 0, 1.0 - rejected / np.maximum(n_rr, 1), 1.0)
-        step = got | (t - self.t_valid >= 1.0)
-        aq = 1.0 - np.exp(-dt / c.quality_tau_s)
-        self.quality = np.where(step, self.quality + aq * (score - self.quality), self.quality)
-
-        since = np.where(self.seen_valid, t - self.t_valid, np.inf)
-        lost = since > c.lost_after_s
-        self.quality = np.where(lost, 0.0, self.quality)
-
-        d = np.diff(self.rr_buf, axis=1)
-        cnt = np.sum(~np.isnan(d), axis=1)
-        with np.errstate(invalid="ignore"):
-            rmssd = np.sqrt(np.nansum(d * d, axis=1) / np.maximum(cnt, 1))
-        rmssd = np.where(cnt >= 2, rmssd, np.nan)
-        if rr is not None and rr.size:
-            # this heart's own beat-to-beat variability for the next intervals' tests: the median absolute
-            # successive difference of the accepted ones, robust to the artefacts that slipped through
-            a = np.sort(np.abs(d), axis=1)  # NaN (no pair) sorts last
-            rows = np.arange(n)
-            lo, hi = a[rows, np.maximum(cnt - 1, 0) // 2], a[rows, np.minimum(cnt // 2, a.shape[1] - 1)]
-            self.nn_mad = np.where(cnt >= 4, np.where(cnt % 2 == 1, lo, 0.5 * (lo + hi)), np.nan)
-
-        tt = np.full(n, t, dtype=float)
-        return FeatureFrame(tt, self.hr.copy(), self.baseline.copy(), self.hr - self.baseline,
+        a_slope = 1.0 - np.exp(-dt / c.slope_tau_s)
+        a_quality = 1.0 - np.exp(-dt / c.quality_tau_s)
+        hr_delta, rmssd, lost, since = np.empty(n), np.empty(n), np.empty(n, bool), np.empty(n)
+        rejected, rejected_by = np.zeros(n, np.int32), np.zeros((n, len(REASONS)), np.int32)
+        _update_lanes(float(t), bpm, rr, has_rr, contact, self._all if active is None else np.ascontiguousarray(active),
+                      a_slope, a_quality,
+                      self.t_last, self.t_valid, self.seen_valid, self.hr, self.slope, self.quality, self.base_sum,
+                      self.base_n, self.base_start, self.base_frozen, self.baseline, self.rr_buf, self.rr_mean,
+                      self.rej_run, self.rej_ref, self.pend, self.nn_count, self.nn_mad, self.last_ok, self.last_ref,
+                      c.min_bpm, c.max_bpm, c.min_rr_ms, c.max_rr_ms, c.rr_jump, c.rr_reanchor, c.hold_short,
+                      c.ectopic_mad, c.ectopic_long, c.pair_tol, c.hr_beats, c.baseline_s, c.lost_after_s,
+                      hr_delta, rmssd, lost, since, rejected, rejected_by)
+        return FeatureFrame(np.full(n, t, dtype=float), self.hr.copy(), self.baseline.copy(), hr_delta,
                             self.slope.copy(), rmssd, self.quality.copy(), lost, since, rejected, rejected_by)
 
-    # ------------------------------------------------------------------ RR intervals
-    def _classify(self, x: np.ndarray, present: np.ndarray, got: np.ndarray, bpm: np.ndarray,
-                  counts: np.ndarray) -> None:
-        """Take one RR interval per patient (where ``present``) and settle what can be settled."""
-        c = self.cfg
-        consumed = np.zeros(self.n, dtype=bool)
-        p = self.pend
-        hp = present & ~np.isnan(p)
-        if hp.any():
-            ref = self.rr_mean
-            refv = np.where(np.isnan(ref), np.inf, ref)
-            pair_sum = p + x
-            ect = hp & (x > refv + self._dev(refv, c.ectopic_long)) & \
-                (np.abs(pair_sum - 2.0 * refv) <= c.pair_tol * refv)
-            ext = hp & ~ect & (np.abs(pair_sum - refv) <= c.pair_tol * refv)
-            pair = ect | ext
-            counts[:, R_ECTOPIC] += 2 * ect
-            counts[:, R_EXTRA] += 2 * ext
-            self._finalise(pair, p, np.zeros(self.n, dtype=bool))
-            self._finalise(pair, x, np.zeros(self.n, dtype=bool))
-            self._judge(hp & ~pair, p, got, bpm, counts)
-            self.pend = np.where(hp, np.nan, self.pend)
-            consumed = pair
-        todo = present & ~consumed
-        ref = self.rr_mean
-        ref0 = np.where(np.isnan(ref), 0.0, ref)
-        hold = todo & ~np.isnan(ref) & (x < ref0 - self._dev(ref0, c.hold_short))
-        self.pend = np.where(hold, x, self.pend)
-        self._judge(todo & ~hold, x, got, bpm, counts)
 
-    def _judge(self, m: np.ndarray, x: np.ndarray, got: np.ndarray, bpm: np.ndarray, counts: np.ndarray) -> None:
-        """Accept or reject interval ``x`` of the patients in ``m`` on its own: bounds, missed beat, jump."""
-        if not m.any():
-            return
-        c = self.cfg
-        # A long interval after an accepted one that was shorter than its reference: a premature beat
-        # too close to the rhythm to be held, and its pause. Both are ectopic; the short one leaves
-        # the NN intervals again (it reached at most one HR update).
-        lr = np.where(np.isnan(self.last_ref), np.inf, self.last_ref)
-        retro = m & (self.last_ok < lr) & (x > lr + self._dev(lr, c.ectopic_long)) & (x < (2.0 - c.pair_tol) * lr)
-        if retro.any():
-            self.rr_buf[retro, -1] = np.nan
-            self.rr_mean = np.where(retro, self.last_ref, self.rr_mean)
-            self._nn_changed |= retro
-            counts[:, R_ECTOPIC] += 2 * retro
-            self._finalise(retro, x, np.zeros(self.n, dtype=bool))
-            m = m & ~retro
-            if not m.any():
-                return
-        in_bounds = m & (x >= c.min_rr_ms) & (x <= c.max_rr_ms)
-        ref = self.rr_mean
-        have_ref = ~np.isnan(ref)
-        refv = np.where(have_ref, ref, 1.0)
-        with np.errstate(invalid="ignore"):
-            mult = np.round(x / refv)
-        missed = m & have_ref & (mult >= 2) & (np.abs(x - mult * refv) <= c.pair_tol * refv)
-        jump = have_ref & (np.abs(x - refv) > c.rr_jump * refv)
-        # When the reported bpm disagrees with the old reference but agrees with x, the rhythm really
-        # changed: accept and re-anchor.
-        agrees_bpm = got & (np.abs(60000.0 / np.where(in_bounds, x, 1.0) - bpm) < 0.2 * bpm)
-        ok = in_bounds & (~jump | agrees_bpm) & ~missed
-        # A run of rejected intervals that agree with one another is a real change of rhythm the
-        # reference has not followed (e.g. no bpm reported): re-anchor on it. Missed or extra beats
-        # do not form such runs: a normal beat breaks them.
-        jumped = in_bounds & ~ok
-        if jumped.any() or self.rej_run.any():  # (rej_run == 0 ⇔ rej_ref is NaN)
-            rr_ref = self.rej_ref
-            agree = jumped & ~np.isnan(rr_ref) & \
-                (np.abs(x - rr_ref) <= 0.5 * c.rr_jump * np.where(np.isnan(rr_ref), 1.0, rr_ref))
-            self.rej_run = np.where(jumped, np.where(agree, self.rej_run + 1, 1),
-                                    np.where(m, 0, self.rej_run)).astype(np.int32)
-            self.rej_ref = np.where(jumped, np.where(agree, 0.5 * rr_ref + 0.5 * x, x),
-                                    np.where(m, np.nan, self.rej_ref))
-            reanchor = jumped & (self.rej_run >= c.rr_reanchor)
-            ok |= reanchor
-            jump |= reanchor
-            self.rej_run[reanchor] = 0
-            self.rej_ref[reanchor] = np.nan
-        bad = m & ~ok
-        counts[:, R_MISSED] += bad & missed
-        long_ = bad & ~missed & ((x > c.max_rr_ms) | (have_ref & (x > refv)))
-        counts[:, R_LONG] += long_
-        counts[:, R_SHORT] += bad & ~missed & ~long_
-        self._finalise(m, x, ok, reset=jump)
+# ---------------------------------------------------------------------------------------------- the kernel
+# One feature update, compiled (numba) and written per lane: the only implementation, run by the live
+# session with N = 1 and by the evaluator over thousands of lanes. A per-lane loop rather than numpy over
+# lanes because the RR rules branch per interval (about 100 array operations and temporaries an update in
+# numpy, most of them on a handful of lanes). Floating-point operations are written in the order numpy
+# evaluated them before (sums pairwise as numpy sums a row), so the figures are the same to the bit.
+@numba.njit(cache=True, inline="always")
+def _pairwise_sum(a, n):
+    """numpy's sum of ``a[:n]`` (its pairwise summation: 8 partial sums for n ≥ 8), to the bit, n ≤ 128."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[i]
+        i += 1
+    return res
 
-    def _dev(self, ref: np.ndarray, share: float) -> np.ndarray:
-        """How far from the reference an interval must be to count as premature or late: ``share`` of
-        it, or ``ectopic_mad`` median absolute successive NN differences where this heart varies more."""
-        with np.errstate(invalid="ignore"):
-            return np.fmax(share * ref, self.cfg.ectopic_mad * self.nn_mad)
 
-    def _finalise(self, m: np.ndarray, x: np.ndarray, ok: np.ndarray, reset: np.ndarray | None = None) -> None:
-        """Interval ``x`` of the patients in ``m`` is settled: accepted where ``ok``, else an artefact."""
-        if not m.any():
-            return
-        ok = m & ok
-        ref = self.rr_mean
-        self.last_ok = np.where(m, np.where(ok, x, np.nan), self.last_ok)
-        self.last_ref = np.where(m, ref, self.last_ref)
-        # RMSSD uses successive differences only: an artefact breaks the chain (NaN).
-        _push(self.rr_buf, m, np.where(ok, x, np.nan))
-        new_ref = np.isnan(ref) if reset is None else np.isnan(ref) | reset
-        self.rr_mean = np.where(ok, np.where(new_ref, x, 0.8 * ref + 0.2 * x), ref)
-        if ok.any():
-            self.nn_count += ok
-            self._nn_changed |= ok
+@numba.njit(cache=True, inline="always")
+def _dev(ref, share, ectopic_mad, nn_mad):
+    """How far from the reference an interval must be to count as premature or late: ``share`` of it,
+    or ``ectopic_mad`` median absolute successive NN differences where this heart varies more (fmax)."""
+    a, b = share * ref, ectopic_mad * nn_mad
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    return max(a, b)
+
+
+@numba.njit(cache=True)
+def _finalise(i, x, ok, reset, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed):
+    """Interval ``x`` of lane ``i`` is settled: accepted where ``ok``, else an artefact (NaN in the
+    buffer: RMSSD uses successive differences only, an artefact breaks the chain)."""
+    ref = rr_mean[i]
+    last_ok[i] = x if ok else np.nan
+    last_ref[i] = ref
+    w = rr_buf.shape[1]
+    for j in range(w - 1):
+        rr_buf[i, j] = rr_buf[i, j + 1]
+    rr_buf[i, w - 1] = x if ok else np.nan
+    if ok:
+        rr_mean[i] = x if (math.isnan(ref) or reset) else 0.8 * ref + 0.2 * x
+        nn_count[i] += 1
+        nn_changed[0] = True
+
+
+@numba.njit(cache=True)
+def _judge(i, x, got, bpm, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed, rej_run, rej_ref,
+           nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad, ectopic_long, pair_tol):
+    """Accept or reject interval ``x`` of lane ``i`` on its own: bounds, missed beat, jump."""
+    # A long interval after an accepted one that was shorter than its reference: a premature beat too close
+    # to the rhythm to be held, and its pause. Both are ectopic; the short one leaves the NN intervals again
+    # (it reached at most one HR update).
+    lr = np.inf if math.isnan(last_ref[i]) else last_ref[i]
+    if last_ok[i] < lr and x > lr + _dev(lr, ectopic_long, ectopic_mad, nn_mad[i]) and x < (2.0 - pair_tol) * lr:
+        rr_buf[i, rr_buf.shape[1] - 1] = np.nan
+        rr_mean[i] = last_ref[i]
+        nn_changed[0] = True
+        counts[i, R_ECTOPIC] += 2
+        _finalise(i, x, False, False, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+        return
+    in_bounds = x >= min_rr and x <= max_rr
+    ref = rr_mean[i]
+    have_ref = not math.isnan(ref)
+    refv = ref if have_ref else 1.0
+    mult = np.rint(x / refv)
+    missed = have_ref and mult >= 2 and abs(x - mult * refv) <= pair_tol * refv
+    jump = have_ref and abs(x - refv) > rr_jump * refv
+    # When the reported bpm disagrees with the old reference but agrees with x, the rhythm really changed:
+    # accept and re-anchor.
+    agrees_bpm = got and abs(60000.0 / (x if in_bounds else 1.0) - bpm) < 0.2 * bpm
+    ok = in_bounds and (not jump or agrees_bpm) and not missed
+    # A run of rejected intervals that agree with one another is a real change of rhythm the reference has
+    # not followed (e.g. no bpm reported): re-anchor on it. Missed or extra beats do not form such runs: a
+    # normal beat breaks them.
+    jumped = in_bounds and not ok
+    if jumped:
+        r = rej_ref[i]
+        if not math.isnan(r) and abs(x - r) <= 0.5 * rr_jump * r:
+            rej_run[i] += 1
+            rej_ref[i] = 0.5 * r + 0.5 * x
+        else:
+            rej_run[i] = 1
+            rej_ref[i] = x
+        if rej_run[i] >= rr_reanchor:
+            ok = True
+            jump = True
+            rej_run[i] = 0
+            rej_ref[i] = np.nan
+    else:
+        rej_run[i] = 0
+        rej_ref[i] = np.nan
+    if not ok:
+        if missed:
+            counts[i, R_MISSED] += 1
+        elif x > max_rr or (have_ref and x > refv):
+            counts[i, R_LONG] += 1
+        else:
+            counts[i, R_SHORT] += 1
+    _finalise(i, x, ok, jump, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+
+
+@numba.njit(cache=True)
+def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
+                  t_last, t_valid, seen_valid, hr, slope, quality, base_sum, base_n, base_start, base_frozen,
+                  baseline, rr_buf, rr_mean, rej_run, rej_ref, pend, nn_count, nn_mad, last_ok, last_ref,
+                  min_bpm, max_bpm, min_rr, max_rr, rr_jump, rr_reanchor, hold_short, ectopic_mad, ectopic_long,
+                  pair_tol, hr_beats, baseline_s, lost_after_s,
+                  out_delta, out_rmssd, out_lost, out_since, out_rejected, counts):
+    """Advance the lanes in ``active`` to ``t`` with their readings (see the module's doc); the others keep
+    their state. Every lane's outputs describe its state at ``t``."""
+    n, w = rr_buf.shape
+    nn_changed = np.zeros(1, np.bool_)
+    tmp = np.empty(w)
+    dif = np.empty(max(w - 1, 1))
+    for i in range(n):
+        if active[i]:
+            dt = max(t - t_last[i], 1e-6)
+            t_last[i] = t
+            b = bpm[i]
+            got = not math.isnan(b)
+            valid = got and b >= min_bpm and b <= max_bpm and contact[i] != 0
+            nn_changed[0] = False
+            had_rr = False
+            n_rr = 0
+            if has_rr:
+                if seen_valid[i] and t - t_valid[i] > lost_after_s:  # after a loss, start afresh
+                    pend[i] = np.nan
+                    for j in range(w):
+                        rr_buf[i, j] = np.nan  # no interval, and no successive difference, spans a loss
+                    nn_mad[i] = np.nan
+                for k in range(rr.shape[1]):
+                    x = rr[i, k]
+                    if math.isnan(x):
+                        continue
+                    n_rr += 1
+                    if contact[i] == 0:
+                        continue
+                    had_rr = True
+                    # classify one interval; a short one waits for the next
+                    consumed = False
+                    p = pend[i]
+                    if not math.isnan(p):
+                        ref = rr_mean[i]
+                        refv = np.inf if math.isnan(ref) else ref
+                        pair_sum = p + x
+                        ect = x > refv + _dev(refv, ectopic_long, ectopic_mad, nn_mad[i]) and \
+                            abs(pair_sum - 2.0 * refv) <= pair_tol * refv
+                        ext = not ect and abs(pair_sum - refv) <= pair_tol * refv
+                        if ect or ext:
+                            counts[i, R_ECTOPIC if ect else R_EXTRA] += 2
+                            _finalise(i, p, False, False, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+                            _finalise(i, x, False, False, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+                            consumed = True
+                        else:
+                            _judge(i, p, got, b, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed,
+                                   rej_run, rej_ref, nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad,
+                                   ectopic_long, pair_tol)
+                        pend[i] = np.nan
+                    if not consumed:
+                        ref = rr_mean[i]
+                        if not math.isnan(ref) and x < ref - _dev(ref, hold_short, ectopic_mad, nn_mad[i]):
+                            pend[i] = x
+                        else:
+                            _judge(i, x, got, b, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed,
+                                   rej_run, rej_ref, nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad,
+                                   ectopic_long, pair_tol)
+            rejected = 0
+            for r in range(counts.shape[1]):
+                rejected += counts[i, r]
+            out_rejected[i] = rejected
+            # Heart rate and its slope: from the accepted NN intervals whenever the reading carried RR
+            # (60000 / their mean over the last hr_beats); a reading whose intervals were all rejected leaves
+            # HR where it was.
+            prev = hr[i]
+            k = 0
+            for j in range(w - 1, -1, -1):
+                v = rr_buf[i, j]
+                if not math.isnan(v) and k < hr_beats:
+                    k += 1
+                    tmp[j] = v
+                else:
+                    tmp[j] = 0.0
+            fresh_nn = nn_changed[0] and k > 0
+            nn_hr = 60000.0 * k / max(_pairwise_sum(tmp, w), 1e-9)
+            if valid and had_rr:
+                new_hr = nn_hr if fresh_nn else prev
+            else:
+                new_hr = b if valid else prev
+            valid = valid and not math.isnan(new_hr)
+            first = valid and not seen_valid[i]
+            inst = (new_hr - prev) / max(dt, 1.0) if (valid and not first and not math.isnan(prev)) else 0.0
+            if valid:
+                slope[i] = slope[i] + a_slope[i] * (inst - slope[i])
+                seen_valid[i] = True
+                t_valid[i] = t
+            hr[i] = new_hr
+            # Baseline: running mean over the baseline window, then frozen.
+            if valid and not base_frozen[i] and t - base_start[i] <= baseline_s:
+                base_sum[i] += new_hr
+                base_n[i] += 1.0
+            if not base_frozen[i] and t - base_start[i] > baseline_s and base_n[i] > 0:
+                base_frozen[i] = True
+            baseline[i] = base_sum[i] / max(base_n[i], 1.0) if base_n[i] > 0 else np.nan
+            # Quality: a moving share of valid readings with accepted RR.
+            score = 1.0 if valid else 0.0
+            if has_rr:
+                score = score * ((1.0 - rejected / max(n_rr, 1)) if n_rr > 0 else 1.0)
+            if got or t - t_valid[i] >= 1.0:
+                quality[i] = quality[i] + a_quality[i] * (score - quality[i])
+        # outputs (every lane)
+        since = t - t_valid[i] if seen_valid[i] else np.inf
+        lost = since > lost_after_s
+        if lost and active[i]:
+            quality[i] = 0.0
+        out_since[i] = since
+        out_lost[i] = lost
+        out_delta[i] = hr[i] - baseline[i]
+        cnt = 0
+        for j in range(w - 1):
+            d = rr_buf[i, j + 1] - rr_buf[i, j]
+            if math.isnan(d):
+                tmp[j] = 0.0
+                dif[j] = np.inf  # NaN (no pair) sorts last
+            else:
+                tmp[j] = d * d
+                dif[j] = abs(d)
+                cnt += 1
+        out_rmssd[i] = math.sqrt(_pairwise_sum(tmp, w - 1) / max(cnt, 1)) if cnt >= 2 else np.nan
+        if active[i] and has_rr:
+            # this heart's own beat-to-beat variability for the next intervals' tests: the median absolute
+            # successive difference of the accepted ones, robust to the artefacts that slipped through
+            if cnt >= 4:
+                for j in range(1, w - 1):  # insertion sort of the (at most rmssd_window − 1) differences
+                    v = dif[j]
+                    m = j - 1
+                    while m >= 0 and dif[m] > v:
+                        dif[m + 1] = dif[m]
+                        m -= 1
+                    dif[m + 1] = v
+                lo, hi = dif[(cnt - 1) // 2], dif[min(cnt // 2, w - 2)]
+                nn_mad[i] = lo if cnt % 2 == 1 else 0.5 * (lo + hi)
+            else:
+                nn_mad[i] = np.nan

@@ -29,6 +29,7 @@ from policy.step import (
     SceneTable,
     SessionStep,
     first_course_context,
+    lost_hold,
 )
 from sensors.features import FeatureConfig
 
@@ -163,7 +164,9 @@ class BatchSession:
         if sample is not None and sample.any():
             r = self.reading
             s.ingest(now, r.bpm, r.rr, r.contact, mask=sample)
-        s.set_target(s.held(now))
+        lost = s.lost(now)
+        if lost.any():  # elsewhere the hold leaves every target as it is (SessionStep.held)
+            s.set_target(lost_hold(s.target, s.intensity, lost))
         due = []
         for g in self.groups:
             if now >= g.next_decision:
@@ -183,7 +186,12 @@ class BatchSession:
 
     def _see(self) -> None:
         s = self.s
-        self.seen_u = model.effective_intensity(self.p, s.intensity, self.table.params_at(s.intensity))
+        # the effective intensity is a function of the intensity and the patients' parameters alone:
+        # while neither changed (a ramp at rest) it is not computed again
+        seen = self.__dict__.get("_seen_from")
+        if seen is None or seen[0] is not self.p or not np.array_equal(seen[1], s.intensity):
+            self.seen_u = model.effective_intensity(self.p, s.intensity, self.table.params_at(s.intensity))
+            self._seen_from = (self.p, s.intensity.copy())
         self.seen_asked = ~np.isnan(s.pending)
 
     def on_second(self, k: int, r: model.Reading) -> None:

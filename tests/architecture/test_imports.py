@@ -160,7 +160,7 @@ def test_help_imports_nothing_heavy():
         "        main(['--help'] if c is None else [c, '--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "print('IMPORTED:', *[m for m in ('numpy', 'scipy', 'panda3d', 'fastapi') + "
+        "print('IMPORTED:', *[m for m in ('numpy', 'scipy', 'numba', 'panda3d', 'fastapi') + "
         f"{HEAVY!r} if m in sys.modules])\n"
     )
     assert _run_isolated(code) == []

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensors.features import FeatureBank, FeatureConfig
+from tests.fixtures import make_features_reference as features_reference
 
 NAN = np.nan
 
@@ -172,3 +175,15 @@ def test_vectorised_equals_one_by_one(stream, n):
             for name in ("hr", "baseline", "hr_slope", "rmssd", "quality", "lost", "rejected_rr", "rejected_by"):
                 a, c = getattr(fb, name)[k], getattr(f1, name)[0]
                 assert np.array_equal(a, c, equal_nan=True) or a == pytest.approx(c), name
+
+
+def test_the_kernel_gives_the_numpy_features_to_the_bit():
+    """A hard stream (artefacts of every kind, lost contact, gaps, masked updates) gives exactly the frames
+    the numpy FeatureBank gave before the compiled kernel (stored: tests/fixtures/make_features_reference.py)."""
+    ref = np.load(Path(__file__).parents[1] / "fixtures" / "features_reference.npz")
+    got = features_reference.run(FeatureBank(features_reference.N))
+    for k in features_reference.FIELDS:
+        assert np.array_equal(got[k], ref[k], equal_nan=True), k
+    # the stream exercises every rejection reason, loss of signal and its recovery
+    assert (ref["rejected_by"].sum(axis=(0, 1)) > 0).all()
+    assert ref["lost"].any() and not ref["lost"][-1].all()

@@ -29,8 +29,10 @@ and is blocked right after an abrupt rise). Calibration against published outcom
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
+import numba
 import numpy as np
 
 from policy.errors import PolicyError
@@ -169,25 +171,52 @@ def _sig(x):
 
 def association(p: Params, u: np.ndarray, avoid: np.ndarray | float = 0.0) -> np.ndarray:
     """V(u): fear the patient associates with effective intensity u, 0..100 (0 at u = 0)."""
-    k, m = p.slope, p.midpoint
-    s0 = _sig(-k * m)
-    v = (_sig(k * (u - m)) - s0) / (1.0 - s0)
-    return np.minimum(100.0, 110.0 * (p.severity + avoid) * v)
+    u = np.ascontiguousarray(np.broadcast_to(np.asarray(u, dtype=float), (p.n,)))
+    avoid = np.ascontiguousarray(np.broadcast_to(np.asarray(avoid, dtype=float), (p.n,)))
+    out = np.empty(p.n)
+    _association_lanes(u, avoid, p.severity, p.slope, p.midpoint, _sig0(p), out)
+    return out
 
 
-def _bin_pos(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.clip(u, 0.0, 1.0) * _NB
-    j = np.minimum(x.astype(np.int64), _NB - 1)
-    return np.arange(len(u)), j, x - j
+@numba.njit(cache=True)
+def _association1(u, severity, avoid, slope, midpoint, sig0):
+    """V(u) of one patient (``sig0``: the logistic at u = 0, σ(−slope·midpoint), taken by numpy)."""
+    v = (_sig1(slope * (u - midpoint)) - sig0) / (1.0 - sig0)
+    return min(100.0, 110.0 * (severity + avoid) * v)
 
 
-def _interp_at(arr: np.ndarray, pos) -> np.ndarray:
-    r, j, w = pos
-    return arr[r, j] * (1.0 - w) + arr[r, j + 1] * w
+@numba.njit(cache=True)
+def _association_lanes(u, avoid, severity, slope, midpoint, sig0, out):
+    for i in range(len(u)):
+        out[i] = _association1(u[i], severity[i], avoid[i], slope[i], midpoint[i], sig0[i])
 
 
-def _interp_bins(arr: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return _interp_at(arr, _bin_pos(u))
+@numba.njit(cache=True)
+def _interp1(row, u):
+    """A per-bin quantity of one patient (safety memory, habituation) at effective intensity u."""
+    nb = len(row)
+    x = min(max(u, 0.0), 1.0) * (nb - 1)
+    j = min(int(x), nb - 2)
+    w = x - j
+    return row[j] * (1.0 - w) + row[j + 1] * w
+
+
+@numba.njit(cache=True)
+def _fears_lanes(level_u, safety, S, avoid, severity, slope, midpoint, sig0, out):
+    """Fear outside a session at each column of ``level_u``: V(u)·(1 − I(u)) + S, at most 100."""
+    for i in range(level_u.shape[0]):
+        for j in range(level_u.shape[1]):
+            u = level_u[i, j]
+            out[i, j] = min(100.0, _association1(u, severity[i], avoid[i], slope[i], midpoint[i], sig0[i])
+                            * (1.0 - _interp1(safety[i], u)) + S[i])
+
+
+def _fears(p: Params, level_u: np.ndarray, safety: np.ndarray, S: np.ndarray, avoid: np.ndarray) -> np.ndarray:
+    level_u = np.ascontiguousarray(level_u, dtype=float)
+    out = np.empty(level_u.shape)
+    _fears_lanes(level_u, np.ascontiguousarray(safety), np.asarray(S, dtype=float), np.asarray(avoid, dtype=float),
+                 p.severity, p.slope, p.midpoint, _sig0(p), out)
+    return out
 
 
 def generalised(safety: np.ndarray) -> np.ndarray:
@@ -215,123 +244,218 @@ def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None) -
 
 def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, second: int) -> tuple[State, Reading]:
     """Advance one second. ``u``: effective intensity shown during it; ``asked``: a SUDS
-    question is pending (immersion cost). ``second`` counts from 1 in each session."""
+    question is pending (immersion cost). ``second`` counts from 1 in each session.
+
+    The equations are :func:`_step_lanes` (compiled, per patient); this gathers their inputs."""
     n = p.n
-    st = p.structure
-    ub = noise.uniform_block(p.keys, N_UNIFORM, CH_SECOND, session, second)
-    if p.rep > 1:
-        ub = np.tile(ub, (1, p.rep))
-    zc, zs = noise.box_muller(ub[5:13:2], ub[6:13:2])  # pairs (5, 6), (7, 8), (9, 10), (11, 12)
-    z_fear, z_look, z_hr, z_bpm, z_rr0, z_rr1, z_rr2 = zc[0], zs[0], zc[1], zs[1], zc[2], zs[2], zc[3]
-    out_vr = s.escaped | s.dropped
-    u = np.where(out_vr, 0.0, u)
-    # behaviour: looking down/away rises with fear and lowers what is seen
-    la_t = p.look_away_max * _sig((s.A - p.look_away_mid) / 8.0)
-    look = np.clip(s.look + (la_t + 0.05 * z_look - s.look) / 20.0,
-                   0.0, 1.0)
-    seen = u * (1.0 - 0.2 * look)
-    dip = np.where(asked, p.suds_cost, s.dip * 0.9355)  # recovers with τ ≈ 15 s
-    pres = np.where(out_vr, 0.0, (0.7 + 0.3 * p.presence) * (1.0 - 0.4 * s.cs) * (1.0 - dip))
-    V = association(p, seen, s.avoid)
-    pos = _bin_pos(seen)
-    inhib = _interp_at(acting_safety(p, s.safety), pos)
-    hab = _interp_at(s.H, pos)
-    drive = np.minimum(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + s.S)
-    tau = np.where(drive > s.A, 8.0, 30.0)
-    A = s.A + (drive - s.A) * (1.0 - np.exp(-1.0 / tau)) + 1.0 * z_fear
-    A = np.clip(A, 0.0, 100.0)
-    # within-session habituation
-    k_h = LN2 / (p.habituation_half_life_min * 60.0) * np.where(p.non_habituator > 0.5, 0.1, 1.0)
-    # within-session habituation to what is shown, at a constant rate while afraid
-    # (Portelo 2021), generalising a little to nearby intensities
-    u_slow = s.u_slow + (seen - s.u_slow) / 60.0
-    hk = np.exp(-(((BINS[None, :] - seen[:, None]) / 0.1) ** 2))
-    H = s.H + (k_h * np.minimum(A / 10.0, 1.0) * pres)[:, None] * hk * (H_MAX - s.H)
-    # safety memory
-    if st == "inhibitory-flat":
-        rate = 0.7 * (A > 10.0)
-    elif st == "habituation-only":
-        rate = 2.0 * _interp_at(H, pos) * (A > 10.0)
-    else:
-        # inverted U around the optimal arousal: wide below it, narrow above it
-        d = A - p.optimal_arousal
-        rate = np.exp(-0.5 * (d / np.where(d < 0.0, U_BELOW, U_ABOVE)) ** 2)
-    rate = p.learning_rate * rate * pres
-    if st == "abrupt-no-transfer":
-        rate = rate * ((seen - u_slow) < 0.08)
-        width = 0.06
-    else:
-        width = 0.15
-    kern = np.exp(-(((BINS[None, :] - seen[:, None]) / width) ** 2))
-    safety = s.safety + (rate[:, None] * kern) * (1.0 - s.safety)
-    # sensitisation above the overwhelm threshold erodes the safety memory
-    over_f = np.maximum(A - p.overwhelm, 0.0)
-    if st == "no-sensitisation":
-        S = s.S
-    else:
-        S = np.minimum(40.0, s.S * 0.99834 + 0.02 * over_f)  # decays with τ ≈ 10 min
-        safety = safety - (0.002 * over_f)[:, None] * kern * safety
-    # escape: hazard grows steeply near the escape threshold
-    haz = np.minimum(0.5, 0.02 * np.exp((A - p.escape) / 2.5)) * (A > p.escape - 10.0)
-    esc_now = ~out_vr & (ub[U_ESCAPE] < haz)
-    safety = np.where(esc_now[:, None], safety - 0.15 * kern * safety, safety)
-    avoid = s.avoid + 0.03 * esc_now
-    escaped = s.escaped | esc_now
-    # cybersickness: time × intensity, plus a part driven by anxiety alone
-    in_vr = ~out_vr
-    cs = np.where(in_vr, s.cs + p.cyber_susceptibility * (0.2 + 0.8 * u + 0.5 * A / 100.0) / 3600.0 * (1.0 - s.cs),
-                  s.cs * 0.99)
-    # heart
-    drift = 1.5 * np.sin(6.283185307179586 * (second / 900.0 + p.severity * 7.0))
-    hr_t = p.rest_hr + p.hr_gain * p.concordance * A / 100.0 + p.scene_hr * u + drift
-    tau_hr = np.where(hr_t > s.hr, p.hr_tau_up, p.hr_tau_down)
-    hr = s.hr + (hr_t - s.hr) * (1.0 - np.exp(-1.0 / tau_hr)) + 0.4 * z_hr
-    hr = np.clip(hr, 35.0, 215.0)
-    hr_opt = s.hr_opt + (hr - s.hr_opt) * 0.1535  # optical lag, τ ≈ 6 s
-    # beats and RR intervals in this second
-    ph = s.phase + hr / 60.0
-    nb = np.minimum(np.floor(ph) - np.floor(s.phase), 3).astype(np.int64)
-    rmssd = p.rmssd_rest * np.exp(-0.8 * A / 100.0 - 0.01 * np.maximum(hr - p.rest_hr, 0.0))
-    jit = 3.0 if p.sensor == "chest" else 20.0
-    base_rr = 60000.0 / hr
-    art = ub[U_ART]
+    pr = _step_params(p)
     breath = np.array([np.sin(6.283185307179586 * (second + k / 3.0) / 4.5) for k in range(3)])
-    z_rr = np.stack([z_rr0, z_rr1, z_rr2], axis=1)
-    x = (base_rr[:, None] + (0.03 * base_rr)[:, None] * breath[None, :]
-         + np.sqrt(rmssd ** 2 / 2.0 + jit ** 2)[:, None] * z_rr)
-    x[:, 0] = np.where(art < 0.003, 2.0 * x[:, 0], np.where(art > 0.998, 0.5 * x[:, 0], x[:, 0]))  # missed/extra
-    rr = np.where(nb[:, None] > np.arange(3)[None, :], np.round(x * 1.024) / 1.024, np.nan)
-    # what the sensor reports
-    bt = ub[U_BT]
-    btlen = ub[U_BTLEN]
-    silent = second < s.drop_until
-    start = ~silent & (bt < p.dropout_per_s)
-    drop_until = np.where(start, second + 2.0 + 58.0 * btlen * btlen, s.drop_until)
-    if p.sensor == "optical":
-        gap = ~silent & ~start & (ub[U_GAP] < 0.004 * (1.0 + 3.0 * look))
-        drop_until = np.where(gap, second + 2.0 + 13.0 * btlen, drop_until)
-        start = start | gap
-    sent = ~silent & ~start
-    e = z_bpm
-    if p.sensor == "chest":
-        contact_ok = second >= p.contact_delay_s
-        bpm = np.where(contact_ok, np.round(hr + 0.5 * e), np.round(hr + 12.0 * e))
-        contact = np.where(contact_ok, 1, 0).astype(np.int8)
-        rr = np.where(contact_ok[:, None], rr, np.nan)
-    else:
-        bpm = np.round(hr_opt + 2.5 * e)
-        contact = np.full(n, -1, dtype=np.int8)
-    bpm = np.where(sent, bpm, np.nan)
-    rr = np.where(sent[:, None], rr, np.nan)
-    over = in_vr & ((A > p.overwhelm) | (hr > 0.85 * p.max_hr))
-    hi_w = np.minimum(p.optimal_arousal + WINDOW_HALF, p.overwhelm)
-    win = in_vr & (A >= p.optimal_arousal - WINDOW_HALF) & (A <= hi_w)
-    ns = State(A=A, H=H, S=S, safety=np.clip(safety, 0.0, 0.999), cs=cs, hr=hr, hr_opt=hr_opt,
-               phase=ph - np.floor(ph),
-               look=look, dip=dip, u_slow=u_slow, escaped=escaped, drop_until=drop_until,
-               sess_over_s=s.sess_over_s + over, sess_fear_sum=s.sess_fear_sum + np.where(in_vr, A, 0.0),
-               sess_vr_s=s.sess_vr_s + in_vr, dropped=s.dropped, avoid=avoid)
-    return ns, Reading(bpm, rr, contact, look, A, over, win, esc_now, in_vr)
+    ns = State(A=np.empty(n), H=np.empty_like(s.H), S=np.empty(n), safety=np.empty_like(s.safety), cs=np.empty(n),
+               hr=np.empty(n), hr_opt=np.empty(n), phase=np.empty(n), look=np.empty(n), dip=np.empty(n),
+               u_slow=np.empty(n), escaped=np.empty(n, bool), drop_until=np.empty(n), sess_over_s=np.empty(n),
+               sess_fear_sum=np.empty(n), sess_vr_s=np.empty(n), dropped=s.dropped, avoid=np.empty(n))
+    r = Reading(bpm=np.empty(n), rr=np.empty((n, 3)), contact=np.empty(n, np.int8), look_away=ns.look, fear=ns.A,
+                overwhelm=np.empty(n, bool), in_window=np.empty(n, bool), escaped_now=np.empty(n, bool),
+                in_vr=np.empty(n, bool))
+    _step_lanes(p.keys, session, second, breath, STRUCTURES.index(p.structure), p.sensor == "chest",
+                p.dropout_per_s, np.asarray(u, dtype=float).reshape(n), np.asarray(asked, dtype=bool).reshape(n),
+                *pr, s.A, s.H, s.S, s.safety, s.cs, s.hr, s.hr_opt, s.phase, s.look, s.dip, s.u_slow, s.escaped,
+                s.drop_until, s.sess_over_s, s.sess_fear_sum, s.sess_vr_s, s.dropped, s.avoid,
+                ns.A, ns.H, ns.S, ns.safety, ns.cs, ns.hr, ns.hr_opt, ns.phase, ns.look, ns.dip, ns.u_slow, ns.escaped,
+                ns.drop_until, ns.sess_over_s, ns.sess_fear_sum, ns.sess_vr_s, ns.avoid,
+                r.bpm, r.rr, r.contact, r.overwhelm, r.in_window, r.escaped_now, r.in_vr)
+    return ns, r
+
+
+#: the parameters :func:`_step_lanes` takes, in its order
+_STEP_PARAMS = ("look_away_max", "look_away_mid", "suds_cost", "presence", "severity", "slope", "midpoint",
+                "habituation_half_life_min", "non_habituator", "optimal_arousal", "learning_rate", "overwhelm",
+                "escape", "cyber_susceptibility", "rest_hr", "hr_gain", "concordance", "scene_hr", "rmssd_rest",
+                "contact_delay_s")
+
+
+def _step_params(p: Params) -> tuple:
+    """:func:`_step_lanes`'s parameter arrays (cached on the Params), with the exponentials of parameters
+    alone taken by numpy once: the figures the numpy model had, to the bit (numpy's SIMD exp rounds some
+    arguments differently from the C library's, which the kernel uses)."""
+    c = p.__dict__.get("_step_cache")
+    if c is None:
+        sig0 = _sig(-p.slope * p.midpoint)
+        a_hr_up = 1.0 - np.exp(-1.0 / p.hr_tau_up)
+        a_hr_down = 1.0 - np.exp(-1.0 / p.hr_tau_down)
+        c = (*(np.ascontiguousarray(p.p[k], dtype=float) for k in _STEP_PARAMS), p.max_hr, sig0, a_hr_up, a_hr_down,
+             1.0 - np.exp(-1.0 / np.array([8.0, 30.0])))
+        object.__setattr__(p, "_step_cache", c)  # Params is frozen; the cache follows from its arrays
+    return c
+
+
+def _sig0(p: Params) -> np.ndarray:
+    """σ(−slope·midpoint): the logistic of V(u) at u = 0, per lane."""
+    return _step_params(p)[len(_STEP_PARAMS) + 1]
+
+
+@numba.njit(cache=True)
+def _sig1(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@numba.njit(cache=True)
+def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s, u_in, asked,
+                look_away_max, look_away_mid, suds_cost, presence, severity, slope, midpoint, half_life,
+                non_habituator, optimal_arousal, learning_rate, overwhelm, escape, cyber, rest_hr, hr_gain,
+                concordance, scene_hr, rmssd_rest, contact_delay_s, max_hr, sig0, a_hr_up, a_hr_down, a_fear,
+                A0, H0, S0, safety0, cs0, hr0, hr_opt0, phase0, look0, dip0, u_slow0, escaped0, drop_until0,
+                over_s0, fear_sum0, vr_s0, dropped, avoid0,
+                A1, H1, S1, safety1, cs1, hr1, hr_opt1, phase1, look1, dip1, u_slow1, escaped1, drop_until1,
+                over_s1, fear_sum1, vr_s1, avoid1,
+                bpm, rr, contact, over, win, esc_now, in_vr):
+    """One second of the virtual patient (see the module's doc), per lane; structure: index in STRUCTURES
+    (0 full, 1 habituation-only, 2 inhibitory-flat, 3 no-sensitisation, 4 abrupt-no-transfer)."""
+    n = len(u_in)
+    nk = len(keys)
+    nb_ = H0.shape[1]
+    second = float(isecond)
+    counters = np.empty(N_UNIFORM, np.uint64)
+    for j in range(N_UNIFORM):
+        counters[j] = noise.counter4(CH_SECOND, session, isecond, j)
+    ub = np.empty(N_UNIFORM)
+    g = np.empty(nb_)
+    hk = np.empty(nb_)
+    kern = np.empty(nb_)
+    z = np.empty(8)
+    for i in range(n):
+        # noise: the patient's uniforms for this second (noise.uniform_block), normals by Box–Muller pairs
+        key = keys[i % nk]
+        for j in range(N_UNIFORM):
+            ub[j] = noise.to_unit(noise.mix(counters[j] ^ key))
+        for q in range(4):
+            rad = math.sqrt(-2.0 * math.log(ub[5 + 2 * q]))
+            ang = 6.283185307179586 * ub[6 + 2 * q]
+            z[2 * q] = rad * math.cos(ang)
+            z[2 * q + 1] = rad * math.sin(ang)
+        z_fear, z_look, z_hr, z_bpm = z[0], z[1], z[2], z[3]
+        out_vr = escaped0[i] or dropped[i]
+        u = 0.0 if out_vr else u_in[i]
+        A = A0[i]
+        # behaviour: looking down/away rises with fear and lowers what is seen
+        la_t = look_away_max[i] * _sig1((A - look_away_mid[i]) / 8.0)
+        look = min(max(look0[i] + (la_t + 0.05 * z_look - look0[i]) / 20.0, 0.0), 1.0)
+        seen = u * (1.0 - 0.2 * look)
+        dip = suds_cost[i] if asked[i] else dip0[i] * 0.9355  # recovers with τ ≈ 15 s
+        pres = 0.0 if out_vr else (0.7 + 0.3 * presence[i]) * (1.0 - 0.4 * cs0[i]) * (1.0 - dip)
+        # V(u): the fear association
+        V = _association1(seen, severity[i], avoid0[i], slope[i], midpoint[i], sig0[i])
+        # the acting safety memory: generalised downward (generalised()) but under abrupt-no-transfer
+        m = -np.inf
+        for b in range(nb_ - 1, -1, -1):
+            m = max(m, safety0[i, b])
+            g[b] = safety0[i, b] if structure == 4 else m
+        inhib = _interp1(g, seen)
+        hab = _interp1(H0[i], seen)
+        drive = min(100.0, pres * V * (1.0 - inhib) * (1.0 - hab) + S0[i])
+        A = A + (drive - A) * (a_fear[0] if drive > A else a_fear[1]) + 1.0 * z_fear
+        A = min(max(A, 0.0), 100.0)
+        # within-session habituation to what is shown, at a constant rate while afraid (Portelo 2021),
+        # generalising a little to nearby intensities
+        k_h = LN2 / (half_life[i] * 60.0) * (0.1 if non_habituator[i] > 0.5 else 1.0)
+        u_slow = u_slow0[i] + (seen - u_slow0[i]) / 60.0
+        coef = k_h * min(A / 10.0, 1.0) * pres
+        for b in range(nb_):
+            d = (BINS[b] - seen) / 0.1
+            hk[b] = math.exp(-(d * d))
+            H1[i, b] = H0[i, b] + coef * hk[b] * (H_MAX - H0[i, b])
+        # safety memory
+        if structure == 2:  # inhibitory-flat
+            rate = 0.7 * (1.0 if A > 10.0 else 0.0)
+        elif structure == 1:  # habituation-only
+            rate = 2.0 * _interp1(H1[i], seen) * (1.0 if A > 10.0 else 0.0)
+        else:
+            # inverted U around the optimal arousal: wide below it, narrow above it
+            d = A - optimal_arousal[i]
+            r = d / (U_BELOW if d < 0.0 else U_ABOVE)
+            rate = math.exp(-0.5 * (r * r))
+        rate = learning_rate[i] * rate * pres
+        width = 0.15
+        if structure == 4:  # abrupt-no-transfer
+            rate = rate * (1.0 if (seen - u_slow) < 0.08 else 0.0)
+            width = 0.06
+        over_f = max(A - overwhelm[i], 0.0)
+        # escape: hazard grows steeply near the escape threshold
+        haz = min(0.5, 0.02 * math.exp((A - escape[i]) / 2.5)) * (1.0 if A > escape[i] - 10.0 else 0.0)
+        esc = not out_vr and ub[U_ESCAPE] < haz
+        for b in range(nb_):
+            d = (BINS[b] - seen) / width
+            kern[b] = math.exp(-(d * d))
+            sf = safety0[i, b] + (rate * kern[b]) * (1.0 - safety0[i, b])
+            if structure != 3:  # sensitisation above the overwhelm threshold erodes the safety memory
+                sf = sf - (0.002 * over_f) * kern[b] * sf
+            if esc:
+                sf = sf - 0.15 * kern[b] * sf
+            safety1[i, b] = min(max(sf, 0.0), 0.999)
+        S1[i] = S0[i] if structure == 3 else min(40.0, S0[i] * 0.99834 + 0.02 * over_f)  # τ ≈ 10 min
+        avoid1[i] = avoid0[i] + 0.03 * (1.0 if esc else 0.0)
+        escaped1[i] = escaped0[i] or esc
+        # cybersickness: time × intensity, plus a part driven by anxiety alone
+        vr = not out_vr
+        cs1[i] = cs0[i] + cyber[i] * (0.2 + 0.8 * u + 0.5 * A / 100.0) / 3600.0 * (1.0 - cs0[i]) if vr \
+            else cs0[i] * 0.99
+        # heart
+        drift = 1.5 * math.sin(6.283185307179586 * (second / 900.0 + severity[i] * 7.0))
+        hr_t = rest_hr[i] + hr_gain[i] * concordance[i] * A / 100.0 + scene_hr[i] * u + drift
+        hr = hr0[i] + (hr_t - hr0[i]) * (a_hr_up[i] if hr_t > hr0[i] else a_hr_down[i]) + 0.4 * z_hr
+        hr = min(max(hr, 35.0), 215.0)
+        hr_opt = hr_opt0[i] + (hr - hr_opt0[i]) * 0.1535  # optical lag, τ ≈ 6 s
+        # beats and RR intervals in this second
+        ph = phase0[i] + hr / 60.0
+        nbeats = min(math.floor(ph) - math.floor(phase0[i]), 3.0)
+        rmssd = rmssd_rest[i] * math.exp(-0.8 * A / 100.0 - 0.01 * max(hr - rest_hr[i], 0.0))
+        jit = 3.0 if chest else 20.0
+        base_rr = 60000.0 / hr
+        sd = math.sqrt(rmssd * rmssd / 2.0 + jit * jit)
+        art = ub[U_ART]
+        for k in range(3):
+            xk = base_rr + (0.03 * base_rr) * breath[k] + sd * z[4 + k]
+            if k == 0:
+                xk = 2.0 * xk if art < 0.003 else (0.5 * xk if art > 0.998 else xk)  # missed / extra beat
+            rr[i, k] = np.rint(xk * 1.024) / 1.024 if nbeats > k else np.nan
+        # what the sensor reports
+        bt, btlen = ub[U_BT], ub[U_BTLEN]
+        silent = second < drop_until0[i]
+        start = not silent and bt < dropout_per_s
+        du = second + 2.0 + 58.0 * btlen * btlen if start else drop_until0[i]
+        if not chest:
+            gap = not silent and not start and ub[U_GAP] < 0.004 * (1.0 + 3.0 * look)
+            if gap:
+                du = second + 2.0 + 13.0 * btlen
+            start = start or gap
+        drop_until1[i] = du
+        sent = not silent and not start
+        if chest:
+            ok = second >= contact_delay_s[i]
+            bpm[i] = np.rint(hr + 0.5 * z_bpm) if ok else np.rint(hr + 12.0 * z_bpm)
+            contact[i] = 1 if ok else 0
+            if not ok:
+                for k in range(3):
+                    rr[i, k] = np.nan
+        else:
+            bpm[i] = np.rint(hr_opt + 2.5 * z_bpm)
+            contact[i] = -1
+        if not sent:
+            bpm[i] = np.nan
+            for k in range(3):
+                rr[i, k] = np.nan
+        ov = vr and (A > overwhelm[i] or hr > 0.85 * max_hr[i])
+        hi_w = min(optimal_arousal[i] + WINDOW_HALF, overwhelm[i])
+        over[i] = ov
+        win[i] = vr and A >= optimal_arousal[i] - WINDOW_HALF and A <= hi_w
+        esc_now[i] = esc
+        in_vr[i] = vr
+        A1[i], hr1[i], hr_opt1[i], phase1[i], look1[i], dip1[i], u_slow1[i] = A, hr, hr_opt, ph - math.floor(ph), \
+            look, dip, u_slow
+        over_s0_i = over_s0[i] + (1.0 if ov else 0.0)
+        over_s1[i] = over_s0_i
+        fear_sum1[i] = fear_sum0[i] + (A if vr else 0.0)
+        vr_s1[i] = vr_s0[i] + (1.0 if vr else 0.0)
 
 
 def suds(p: Params, s: State, session: int, second: int) -> np.ndarray:
@@ -377,12 +501,7 @@ def approach_fears(p: Params, s: State, level_u: np.ndarray, post: bool = True, 
         S, avoid = 0.5 ** delays * s.S, s.avoid
     else:
         safety, S, avoid = np.zeros_like(s.safety), np.zeros(p.n), np.zeros(p.n)
-    safety = acting_safety(p, safety)
-    fear = np.empty_like(level_u)
-    for j in range(level_u.shape[1]):
-        u = level_u[:, j]
-        fear[:, j] = np.minimum(100.0, association(p, u, avoid) * (1.0 - _interp_bins(safety, u)) + S)
-    return fear
+    return _fears(p, level_u, acting_safety(p, safety), S, avoid)
 
 
 def approach_test(p: Params, s: State, level_u: np.ndarray, post: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -426,12 +545,7 @@ def replace_lanes(p: Params, s: State, lanes: np.ndarray, keys: np.ndarray, pop:
 
 def level_fears(p: Params, s: State, level_u: np.ndarray) -> np.ndarray:
     """(L, levels): fear each level would raise now, outside a session (no habituation)."""
-    safety = acting_safety(p, s.safety)
-    fear = np.empty_like(level_u)
-    for j in range(level_u.shape[1]):
-        u = level_u[:, j]
-        fear[:, j] = np.minimum(100.0, association(p, u, s.avoid) * (1.0 - _interp_bins(safety, u)) + s.S)
-    return fear
+    return _fears(p, level_u, acting_safety(p, s.safety), s.S, s.avoid)
 
 
 def level_intensities(p: Params, table) -> np.ndarray:
