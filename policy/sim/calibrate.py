@@ -364,6 +364,15 @@ def select(keys: str | None) -> tuple[Anchor, ...]:
     return tuple(known[k] for k in names)
 
 
+def for_scene(anchors: tuple[Anchor, ...], scene: str) -> tuple[Anchor, ...]:
+    """The anchors that speak for patients of ``scene`` (a trial of fear of heights does not speak for
+    fear of crowds)."""
+    out = tuple(a for a in anchors if scene in a.scenes)
+    if not out:
+        raise CalibrationError(f"--anchors: none of the anchors named applies to scene {scene!r}")
+    return out
+
+
 def calibrate(pop: Population, table: SceneTable, n_patients: int = 1000, seed: int = 0, workers: int = 1,
               chunk: int = 500, anchors: tuple[Anchor, ...] = ANCHORS) -> dict:
     """Run every protocol and check every anchor: {"anchors": [...], "passed": bool, "settings": …}.
@@ -371,9 +380,7 @@ def calibrate(pop: Population, table: SceneTable, n_patients: int = 1000, seed: 
     on either (every patient's random numbers are its own)."""
     if n_patients < 1:
         raise CalibrationError("--patients must be at least 1")
-    anchors = tuple(a for a in anchors if table.scene in a.scenes)
-    if not anchors:
-        raise CalibrationError(f"--anchors: none of the anchors named applies to scene {table.scene!r}")
+    anchors = for_scene(anchors, table.scene)
     protocols = [p for p in PROTOCOLS if any(p.key in a.needs for a in anchors)]
     jobs = [(pop, table, p, first, min(chunk, n_patients - first), seed)
             for p in protocols for first in range(0, n_patients, chunk)]

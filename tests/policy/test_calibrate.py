@@ -13,7 +13,18 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from engine.gym_env import scene_table
-from policy.sim.calibrate import ANCHORS, PROTOCOLS, Anchor, HoldLevel, Run, monotone_share, run_protocol
+from policy.sim.calibrate import (
+    ANCHORS,
+    PROTOCOLS,
+    Anchor,
+    CalibrationError,
+    HoldLevel,
+    Run,
+    calibrate,
+    for_scene,
+    monotone_share,
+    run_protocol,
+)
 from policy.sim.evaluate import METRICS, evaluate, run_course
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import STRUCTURES, load_population
@@ -156,3 +167,17 @@ def test_calibrate_cli_bad_input_one_line_error(tmp_path):
     assert p.returncode == 2 and "priors.learning_rate" in p.stderr
     p = run_cli("calibrate", "--anchors", "freeman-responders,nope")
     assert p.returncode == 2 and "nope" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_each_scene_is_checked_against_its_own_responders_anchor():
+    from scenes.names import SCENES
+
+    for scene in SCENES:
+        keys = [a.key for a in for_scene(ANCHORS, scene)]
+        assert sum(k in ("freeman-responders", "crowds-responders") for k in keys) == 1, scene
+        assert "freeman-reduction" in keys and "oracle-headroom" in keys  # the rest apply to both
+    assert "freeman-responders" in [a.key for a in for_scene(ANCHORS, "heights")]
+    assert "crowds-responders" in [a.key for a in for_scene(ANCHORS, "crowds")]
+    heights_only = tuple(a for a in ANCHORS if a.scenes == ("heights",))
+    with pytest.raises(CalibrationError, match="crowds"):
+        calibrate(POP, scene_table("crowds"), 2, anchors=heights_only)
