@@ -148,6 +148,22 @@ def _decay(run: Run, session: int) -> tuple[float, float, float]:
     return float(-slope), float(m[:k + 1].max()), float(m[-1])
 
 
+def patient_decay_rates(run: Run, session: int, min_points: int = 24) -> np.ndarray:
+    """(N,) per patient: decay rate per minute of the hidden fear after the patient's own peak in
+    ``session`` (log-linear fit; fear floored at 1), NaN for patients not eligible (peak < HOLD_MIN_FEAR
+    in the first session) or with fewer than ``min_points`` decisions after the peak. A diagnostic of
+    the habituation anchors: the pooled mean trace mixes fast and slow patients, these do not."""
+    tr, t = run.trace, run.t / 60.0
+    eligible = tr[0].max(axis=0) >= HOLD_MIN_FEAR
+    out = np.full(tr.shape[2], np.nan)
+    for i in np.flatnonzero(eligible):
+        y = tr[session][:, i]
+        k = int(np.argmax(y))
+        if len(y) - k >= min_points:
+            out[i] = -np.polyfit(t[k:], np.log(np.maximum(y[k:], 1.0)), 1)[0]
+    return out
+
+
 def habituation_half_life(runs: dict[str, Run]) -> float:
     rate = _decay(runs["hold"], 0)[0]
     return float(np.log(2.0) / rate) if rate > 0 else float("inf")

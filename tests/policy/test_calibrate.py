@@ -23,6 +23,7 @@ from policy.sim.calibrate import (
     calibrate,
     for_scene,
     monotone_share,
+    patient_decay_rates,
     run_protocol,
 )
 from policy.sim.evaluate import METRICS, evaluate, run_course
@@ -181,3 +182,18 @@ def test_each_scene_is_checked_against_its_own_responders_anchor():
     heights_only = tuple(a for a in ANCHORS if a.scenes == ("heights",))
     with pytest.raises(CalibrationError, match="crowds"):
         calibrate(POP, scene_table("crowds"), 2, anchors=heights_only)
+
+
+def test_patient_decay_rates_recover_each_patients_own_rate():
+    # synthetic traces (an edge case no recording gives): patient i decays at rate k_i per minute after
+    # a rise, the second exposure from a lower start at its own rate
+    t = np.arange(0, 20 * 60, 5.0)
+    k1, k2 = np.array([0.05, 0.1, 0.2, 0.08]), np.array([0.05, 0.05, 0.15, 0.02])
+    rise = np.minimum(1.0, t / 60.0)[:, None]
+    tr = np.stack([rise * 60 * np.exp(-k1[None] * np.maximum(t[:, None] - 60, 0) / 60),
+                   rise * 30 * np.exp(-k2[None] * np.maximum(t[:, None] - 60, 0) / 60)])
+    tr[:, :, 3] = np.minimum(tr[:, :, 3], 15.0)  # peaks below 20: not eligible
+    run = Run(None, tr, t)
+    r1, r2 = patient_decay_rates(run, 0), patient_decay_rates(run, 1)
+    assert np.allclose(r1[:3], k1[:3], rtol=0.02) and np.allclose(r2[:3], k2[:3], rtol=0.02)
+    assert np.isnan(r1[3]) and np.isnan(r2[3])
