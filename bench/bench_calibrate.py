@@ -51,6 +51,7 @@ def main() -> int:
     ap.add_argument("--population", default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--scenes", default="heights,crowds", help="comma-separated scenes (default both)")
+    ap.add_argument("--chunk", type=int, default=500, help="patients per job (results do not depend on it)")
     ap.add_argument("--tables", nargs="+", default=None, metavar="JSON",
                     help="print the table from results saved with --json instead of running")
     a = ap.parse_args()
@@ -63,7 +64,8 @@ def main() -> int:
     pop = load_population(a.population)
     for scene in a.scenes.split(","):
         t = time.perf_counter()
-        results[scene] = calibrate(pop, scene_table(scene), a.patients, seed=a.seed, workers=a.workers)
+        results[scene] = calibrate(pop, scene_table(scene), a.patients, seed=a.seed, workers=a.workers,
+                                   chunk=a.chunk)
         print(f"{scene}: {time.perf_counter() - t:.0f} s wall for {a.patients} patients × {len(ANCHORS)} anchors",
               file=sys.stderr)
     print(markdown(results))
