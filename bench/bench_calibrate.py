@@ -2,6 +2,8 @@
 printed as the markdown table of docs/calibration.md, with the wall time of each scene.
 
     python bench/bench_calibrate.py [--patients 1000] [--seed 0] [--workers 2] [--population FILE] [--json OUT]
+    python bench/bench_calibrate.py --scenes crowds --json crowds.json     # one scene (run scenes side by side)
+    python bench/bench_calibrate.py --tables heights.json crowds.json      # the table from saved runs
 
 Exit status 1 if any anchor is out in any scene.
 """
@@ -30,11 +32,11 @@ def markdown(results: dict) -> str:
     head = "| anchor | source | protocol | outcome | published | accepted | " + " | ".join(
         f"model ({s})" for s in scenes) + " |"
     lines = [head, "|" + "---|" * (6 + len(scenes))]
-    for i, a in enumerate(ANCHORS):
+    for a in ANCHORS:
         cells = []
         for s in scenes:
-            r = results[s]["anchors"][i]
-            cells.append(f"{_v(r['model'], a.unit)} {'✓' if r['ok'] else '**✗**'}")
+            r = next((x for x in results[s]["anchors"] if x["key"] == a.key), None)
+            cells.append("n/a" if r is None else f"{_v(r['model'], a.unit)} {'✓' if r['ok'] else '**✗**'}")
         acc = f"{a.low:g} – {a.high:g}" + (f" {a.unit}" if a.unit else "")
         lines.append(f"| {a.key} | {a.source} | {a.protocol} | {a.outcome} | {a.published} | {acc} | "
                      + " | ".join(cells) + " |")
@@ -48,12 +50,22 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--population", default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--scenes", default="heights,crowds", help="comma-separated scenes (default both)")
+    ap.add_argument("--chunk", type=int, default=500, help="patients per job (results do not depend on it)")
+    ap.add_argument("--tables", nargs="+", default=None, metavar="JSON",
+                    help="print the table from results saved with --json instead of running")
     a = ap.parse_args()
-    pop = load_population(a.population)
     results = {}
-    for scene in ("heights", "crowds"):
+    if a.tables:
+        for f in a.tables:
+            results.update(json.loads(Path(f).read_text()))
+        print(markdown(results))
+        return 0 if all(r["passed"] for r in results.values()) else 1
+    pop = load_population(a.population)
+    for scene in a.scenes.split(","):
         t = time.perf_counter()
-        results[scene] = calibrate(pop, scene_table(scene), a.patients, seed=a.seed, workers=a.workers)
+        results[scene] = calibrate(pop, scene_table(scene), a.patients, seed=a.seed, workers=a.workers,
+                                   chunk=a.chunk)
         print(f"{scene}: {time.perf_counter() - t:.0f} s wall for {a.patients} patients × {len(ANCHORS)} anchors",
               file=sys.stderr)
     print(markdown(results))

@@ -13,7 +13,19 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from engine.gym_env import scene_table
-from policy.sim.calibrate import ANCHORS, PROTOCOLS, Anchor, HoldLevel, Run, monotone_share, run_protocol
+from policy.sim.calibrate import (
+    ANCHORS,
+    PROTOCOLS,
+    Anchor,
+    CalibrationError,
+    HoldLevel,
+    Run,
+    calibrate,
+    for_scene,
+    monotone_share,
+    patient_decay_rates,
+    run_protocol,
+)
 from policy.sim.evaluate import METRICS, evaluate, run_course
 from policy.sim.patient import model, noise
 from policy.sim.patient.population import STRUCTURES, load_population
@@ -156,3 +168,32 @@ def test_calibrate_cli_bad_input_one_line_error(tmp_path):
     assert p.returncode == 2 and "priors.learning_rate" in p.stderr
     p = run_cli("calibrate", "--anchors", "freeman-responders,nope")
     assert p.returncode == 2 and "nope" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_each_scene_is_checked_against_its_own_responders_anchor():
+    from scenes.names import SCENES
+
+    for scene in SCENES:
+        keys = [a.key for a in for_scene(ANCHORS, scene)]
+        assert sum(k in ("freeman-responders", "crowds-responders") for k in keys) == 1, scene
+        assert "freeman-reduction" in keys and "oracle-headroom" in keys  # the rest apply to both
+    assert "freeman-responders" in [a.key for a in for_scene(ANCHORS, "heights")]
+    assert "crowds-responders" in [a.key for a in for_scene(ANCHORS, "crowds")]
+    heights_only = tuple(a for a in ANCHORS if a.scenes == ("heights",))
+    with pytest.raises(CalibrationError, match="crowds"):
+        calibrate(POP, scene_table("crowds"), 2, anchors=heights_only)
+
+
+def test_patient_decay_rates_recover_each_patients_own_rate():
+    # synthetic traces (an edge case no recording gives): patient i decays at rate k_i per minute after
+    # a rise, the second exposure from a lower start at its own rate
+    t = np.arange(0, 20 * 60, 5.0)
+    k1, k2 = np.array([0.05, 0.1, 0.2, 0.08]), np.array([0.05, 0.05, 0.15, 0.02])
+    rise = np.minimum(1.0, t / 60.0)[:, None]
+    tr = np.stack([rise * 60 * np.exp(-k1[None] * np.maximum(t[:, None] - 60, 0) / 60),
+                   rise * 30 * np.exp(-k2[None] * np.maximum(t[:, None] - 60, 0) / 60)])
+    tr[:, :, 3] = np.minimum(tr[:, :, 3], 15.0)  # peaks below 20: not eligible
+    run = Run(None, tr, t)
+    r1, r2 = patient_decay_rates(run, 0), patient_decay_rates(run, 1)
+    assert np.allclose(r1[:3], k1[:3], rtol=0.02) and np.allclose(r2[:3], k2[:3], rtol=0.02)
+    assert np.isnan(r1[3]) and np.isnan(r2[3])

@@ -257,6 +257,30 @@ def test_approach_test_improves_with_safety_memory():
     assert steps0.min() >= 0 and steps1.max() <= 10
 
 
+
+def test_context_transfer_is_per_patient_and_scales_the_safety_memory_at_the_test():
+    p = params(6)
+    c = np.array([0.999, 0.9, 0.75, 0.5, 0.2, 0.0])
+    p = p.__class__(**{**p.__dict__, "p": {**p.p, "context_transfer": c}})
+    s = model.initial_state(p)
+    s = s.__class__(**{**s.__dict__, "safety": np.full_like(s.safety, 0.8)})
+    lu = np.tile(np.linspace(0.1, 1, 4), (p.n, 1))
+    for delays in (1, 2):
+        f = model.approach_fears(p, s, lu, post=True, delays=delays)
+        held = 0.8 * (1.0 - p.session_loss) ** delays * c  # the share of safety memory that holds at the test
+        want = np.minimum(100.0, np.stack([model.association(p, lu[:, j]) for j in range(4)], axis=1)
+                          * (1.0 - held[:, None]))
+        assert np.allclose(f, want)
+    full = p.__class__(**{**p.__dict__, "p": {**p.p, "context_transfer": np.full(6, 0.999)}})
+    f_full = model.approach_fears(full, s, lu, post=True)
+    assert np.all(model.approach_fears(p, s, lu, post=True)[1:, -1] > f_full[1:, -1])  # less transfer: more fear
+
+
+def test_default_context_transfer_matches_its_documented_prior():
+    d = POP.draw(noise.patient_keys(0, np.arange(20000)))["context_transfer"]
+    assert abs(d.mean() - 2.2 / 2.65) < 0.01 and 0.88 < np.median(d) < 0.93 and d.max() <= 0.999
+
+
 # ------------------------------------------------------------------------------ sim:// on the model
 def open_source(url: str, **options):
     """``sim://`` is registered in the engine's table of sources, not in the sensors' own."""

@@ -44,7 +44,8 @@ BINS = np.linspace(0.0, 1.0, 6)  # safety-memory bins over effective intensity
 _NB = len(BINS) - 1
 LN2 = 0.6931471805599453
 WINDOW_HALF = 15.0  # therapeutic window: optimal arousal ± 15 (capped below overwhelm)
-CONTEXT_TRANSFER = 0.85  # safety memory that transfers to the post-test context (renewal)
+# the share of the safety memory that transfers to the post-test context (renewal) is per patient:
+# the population's ``context_transfer`` prior (docs/calibration.md)
 H_MAX = 0.7
 BIAS_FULL_AT = 20.0  # fear at which a patient's personal SUDS bias acts in full
 EARLY_SESSIONS = 2  # the disengagement dropout route acts at the end of the first two sessions only
@@ -497,7 +498,7 @@ def approach_fears(p: Params, s: State, level_u: np.ndarray, post: bool = True, 
     context. ``delays``: how many between-session losses of safety memory the delay costs (1: the
     post-course test; 2: a later follow-up). Before treatment (``post=False``) the safety memory is empty."""
     if post:
-        safety = s.safety * ((1.0 - p.session_loss) ** delays)[:, None] * CONTEXT_TRANSFER
+        safety = s.safety * ((1.0 - p.session_loss) ** delays * p.context_transfer)[:, None]
         S, avoid = 0.5 ** delays * s.S, s.avoid
     else:
         safety, S, avoid = np.zeros_like(s.safety), np.zeros(p.n), np.zeros(p.n)
