@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -261,7 +262,7 @@ def test_approach_test_improves_with_safety_memory():
 def test_context_transfer_is_per_patient_and_scales_the_safety_memory_at_the_test():
     p = params(6)
     c = np.array([0.999, 0.9, 0.75, 0.5, 0.2, 0.0])
-    p = p.__class__(**{**p.__dict__, "p": {**p.p, "context_transfer": c}})
+    p = replace(p, p={**p.p, "context_transfer": c})
     s = model.initial_state(p)
     s = s.__class__(**{**s.__dict__, "safety": np.full_like(s.safety, 0.8)})
     lu = np.tile(np.linspace(0.1, 1, 4), (p.n, 1))
@@ -271,7 +272,7 @@ def test_context_transfer_is_per_patient_and_scales_the_safety_memory_at_the_tes
         want = np.minimum(100.0, np.stack([model.association(p, lu[:, j]) for j in range(4)], axis=1)
                           * (1.0 - held[:, None]))
         assert np.allclose(f, want)
-    full = p.__class__(**{**p.__dict__, "p": {**p.p, "context_transfer": np.full(6, 0.999)}})
+    full = replace(p, p={**p.p, "context_transfer": np.full(6, 0.999)})
     f_full = model.approach_fears(full, s, lu, post=True)
     assert np.all(model.approach_fears(p, s, lu, post=True)[1:, -1] > f_full[1:, -1])  # less transfer: more fear
 
