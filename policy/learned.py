@@ -32,8 +32,20 @@ ASK_SUDS = True
 INPUT_VERSION = 1
 
 
+#: for research: a folder of candidate policies (SCENE/policy.npz + card.json) used instead of the
+#: shipped ones, so ``exposure evaluate`` and bench/bench_policy.py judge a candidate before it is installed
+MODELS_DIR_ENV = "EXPOSURE_POLICY_DIR"
+
+
+def policy_dir() -> Path:
+    import os
+
+    d = os.environ.get(MODELS_DIR_ENV)
+    return Path(d) if d else MODELS_DIR
+
+
 def shipped_bundle(scene: str) -> Path:
-    return MODELS_DIR / scene / BUNDLE_NAME
+    return policy_dir() / scene / BUNDLE_NAME
 
 
 def goals_met(scene: str, models_dir: Path | None = None) -> tuple[bool, str]:
@@ -42,7 +54,7 @@ def goals_met(scene: str, models_dir: Path | None = None) -> tuple[bool, str]:
     A card without that block, or one trained on an earlier patient model, does not qualify."""
     import json
 
-    card = (models_dir or MODELS_DIR) / scene / "card.json"
+    card = (models_dir or policy_dir()) / scene / "card.json"
     try:
         c = json.loads(card.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -22,7 +22,15 @@ def register(subparsers) -> None:
     p.add_argument("--envs", type=int, default=None, help="parallel virtual patients per rollout")
     p.add_argument("--eval-every", type=int, default=None, help="timesteps between evaluations against the baselines")
     p.add_argument("--eval-patients", type=int, default=None, help="validation patients per evaluation")
+    p.add_argument("--card-patients", type=int, default=None,
+                   help="validation patients per model structure for the model card (default 100)")
     p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    p.add_argument("--cost-budget", type=float, default=None,
+                   help="safety cost allowed per session (overwhelm seconds + 30 × escapes) for the Lagrange "
+                        "multiplier (default 0.1)")
+    p.add_argument("--widen", type=float, default=None,
+                   help="domain randomisation: spread of every prior of the training population × this, 1-3 "
+                        "(default 1.5)")
     p.add_argument("--seeds", type=int, default=1,
                    help="train this many seeds (--seed, --seed + 1, …) and keep the best by validation "
                         "(needs --out; every run's folder and card go to OUT/runs/)")
@@ -48,7 +56,8 @@ def cmd_train(args) -> int:
             "population": args.population, "out": args.out,
             "progress": not args.no_progress}
     for opt, name in (("timesteps", "timesteps"), ("envs", "n_envs"), ("eval_every", "eval_every"),
-                      ("eval_patients", "eval_patients"), ("patience", "patience")):
+                      ("eval_patients", "eval_patients"), ("patience", "patience"),
+                      ("cost_budget", "cost_budget"), ("widen", "widen"), ("card_patients", "card_patients")):
         v = getattr(args, opt)
         if v is not None:
             over[name] = v

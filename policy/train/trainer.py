@@ -297,6 +297,7 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
         ev.evaluate_now()
     train_s = time.monotonic() - t0
     vecnorm.close()
+    _add_cost_model(out / "policy.npz", lag.cost_model(DECISION_S))
     stats = venv.venv.stats
 
     per_structure: dict = {}
@@ -351,12 +352,28 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
         "history": ev.history,
         "reproduce": (f"exposure train --scene {cfg.scene} --timesteps {cfg.timesteps} --seed {cfg.seed}"
                       f" --envs {cfg.n_envs} --eval-every {cfg.eval_every} --eval-patients {cfg.eval_patients}"
-                      f" --patience {cfg.patience}"
+                      f" --patience {cfg.patience} --card-patients {cfg.card_patients}"
+                      f" --cost-budget {cfg.cost_budget:g} --widen {cfg.widen:g}"
                       + (f" --population {cfg.population}" if cfg.population else "")),
         "caveat": ("Judged on virtual patients only: a simulation built from published figures and "
                    "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "
                    "clinical benefit or safety."),
     }
+
+
+def _add_cost_model(path: Path, cm: dict | None) -> None:
+    """Give a kept bundle saved before the first cost fit (an evaluation inside the first rollout)
+    the cost estimate fitted since."""
+    if cm is None or not path.exists():
+        return
+    with np.load(path, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    meta = json.loads(str(d["meta"]))
+    if "cost_model" in meta:
+        return
+    d["meta"] = np.array(json.dumps({**meta, "cost_model": cm}, sort_keys=True))
+    with open(path, "wb") as f:
+        np.savez(f, **d)
 
 
 def _patient_model() -> str:
