@@ -100,7 +100,11 @@ class MixedVecEnv(OneBatchVecEnvMixin, VecEnv):
         obs_space, act_space = _spaces(True)
         self.render_mode = None
         super().__init__(n_envs, obs_space, act_space)
-        self.combos = [(s, x) for s in structures for x in sensors]
+        # every structure in each round of len(structures) courses, the sensors alternating, so n_sub =
+        # len(structures) sub-batches meet every structure from the first course on and every
+        # (structure, sensor) pair within two
+        self.combos = [(st, sensors[(i + r) % len(sensors)]) for r in range(len(sensors))
+                       for i, st in enumerate(structures)]
         self.train_seed = TRAIN_SEED_BASE + int(seed)
         self.subs = [_Sub(pop, table, n_envs // n_sub, step_size, top_shaping, overwhelm_extra, ask_price)
                      for _ in range(n_sub)]

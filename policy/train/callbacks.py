@@ -148,6 +148,9 @@ class LagrangeMultiplier(BaseCallback):
         self.training_env.set_attr("cost_multiplier", self.lam)
         self.curve.append({"timesteps": int(self.num_timesteps), "cost_per_session": round(jc, 4),
                            "multiplier": round(self.lam, 5)})
+        if self.log is not None and len(self.curve) % 10 == 1:
+            self.log(f"rollout {len(self.curve)} @ {self.num_timesteps}: safety cost {jc:.2f} per session "
+                     f"(budget {self.budget:g}), multiplier {self.lam:.4f}")
         self._fit(c)
 
     def update(self, lam: float, jc: float) -> float:

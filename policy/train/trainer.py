@@ -52,8 +52,8 @@ class TrainConfig:
     population: str | None = None  # a population TOML file; None: the shipped default
     seed: int = 0
     out: Path | None = None  # default: policy/models/<scene>/
-    n_envs: int = 1024  # virtual patients stepped together (lanes)
-    n_sub: int = 2  # sub-batches, each a different (structure, sensor) per course
+    n_envs: int = 1020  # virtual patients stepped together (lanes)
+    n_sub: int = 5  # sub-batches, each a different (structure, sensor) per course: every structure at once
     eval_every: int = 2_000_000  # timesteps between evaluations against the baselines
     eval_patients: int = 200  # validation patients (structure ``eval_structure``) per evaluation
     eval_structure: str = "full"
@@ -72,11 +72,15 @@ class TrainConfig:
     overwhelm_extra: float = 0.0  # fixed extra penalty per second of overwhelm (the multiplier replaces it)
     # constrained training (PPO-Lagrangian): the safety cost per session (overwhelm s + 30 × escapes)
     # is held under cost_budget by a multiplier adapted each rollout (policy.train.callbacks)
-    cost_budget: float = 0.1
-    cost_lr: float = 0.005
+    # The budget holds for the *stochastic* training policy (exploration adds cost that the kept,
+    # deterministic actor does not have); λ is kept small (≤ 0.3): the whole progress reward of a
+    # course is a few units, so λ ≈ 1 at seconds of overwhelm per session makes "no exposure" the best
+    # policy (seen: responders 0 at 1 M steps with budget 0.1, λ up to 2).
+    cost_budget: float = 0.5
+    cost_lr: float = 0.0005
     cost_init: float = 0.03
-    cost_upper: float = 2.0
-    ask_price: float = 0.02  # reward price of a SUDS question (the shield allows one per 60 s)
+    cost_upper: float = 0.3
+    ask_price: float = 0.003  # reward price of a SUDS question (the shield allows one per 60 s)
     widen: float = 1.5  # domain randomisation: the spread of every prior of the training population ×
     progress: bool = True
     threads: int = 1
@@ -279,7 +283,7 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
     from policy.train.callbacks import EvalAgainstBaselines, LagrangeMultiplier, TqdmProgress
 
     lag = LagrangeMultiplier(cfg.cost_budget, lr=cfg.cost_lr, init=cfg.cost_init, upper=cfg.cost_upper,
-                             steps_per_session=venv.venv.steps_per_session)
+                             steps_per_session=venv.venv.steps_per_session, log=log)
 
     def save():
         model.save(out / "model.zip")

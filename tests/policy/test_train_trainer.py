@@ -134,14 +134,14 @@ def test_card_carries_the_cost_curve_and_the_bundle_its_cost_estimate(tiny):
     _, out, _ = tiny
     card = json.loads((out / "card.json").read_text())
     con = card["constraint"]
-    assert con["budget_per_session"] == 0.1 and con["curve"]
+    assert con["budget_per_session"] == 0.5 and con["curve"]
     lam = con["multiplier_init"]
     for pt in con["curve"]:  # each rollout's λ follows from the one before and that rollout's cost
-        want = min(con["multiplier_max"], max(0.0, lam + con["multiplier_lr"] * (pt["cost_per_session"] - 0.1)))
+        want = min(con["multiplier_max"], max(0.0, lam + con["multiplier_lr"] * (pt["cost_per_session"] - 0.5)))
         assert pt["multiplier"] == pytest.approx(want, abs=1e-4)
         lam = pt["multiplier"]
     assert card["patient_model"] in ("calibrated", "uncalibrated") and len(card["patient_model_digest"]) == 12
-    assert "--card-patients 3 --cost-budget 0.1 --widen 1.5" in card["reproduce"]
+    assert "--card-patients 3 --cost-budget 0.5 --widen 1.5" in card["reproduce"]
     ctl = LearnedController(scene="crowds", path=out / "policy.npz")
     cm = ctl.actor.meta["cost_model"]
     assert len(cm["w"]) == len(VECTOR_FIELDS) and cm["horizon_s"] == 60.0
