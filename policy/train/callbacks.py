@@ -101,8 +101,11 @@ class LagrangeMultiplier(BaseCallback):
     critic the Lagrangian enters as the reward ``(r − λ·c) / (1 + λ)`` — OmniSafe's scaled
     advantage ``(A_r − λ·A_c) / (1 + λ)`` with a shared value function.
 
-    J_c is the rollout's safety cost (each lane's ``info["cost"]``: overwhelm seconds + 30 × escapes)
-    per session (``steps_per_session`` decisions); ``budget`` is the allowed cost per session.
+    J_c is the safety cost (each lane's ``info["cost"]``: overwhelm seconds + 30 × escapes) per session
+    (``steps_per_session`` decisions) over the rollouts of the last session's worth of steps: the
+    training lanes run their sessions in lockstep, so one rollout's cost depends on where in the
+    session it falls (calm starts, demanding ends) more than on the policy; ``budget`` is the
+    allowed cost per session.
     :attr:`curve` records, per rollout, the timesteps, J_c and λ (for the model card).
 
     It also fits the **cost estimate** the live policy logs with each decision: a ridge regression
@@ -122,6 +125,7 @@ class LagrangeMultiplier(BaseCallback):
         self.log = log
         self.curve: list[dict] = []
         self._cost: list = []
+        self._recent: list[tuple[float, int]] = []  # (cost sum, lane-steps) of the recent rollouts
         self._xtx = None
         self._xty = None
 
@@ -143,7 +147,7 @@ class LagrangeMultiplier(BaseCallback):
         if not self._cost:
             return
         c = np.stack(self._cost)  # (steps, lanes)
-        jc = float(c.mean() * self.steps_per_session)
+        jc = self.session_cost(c)
         self.lam = self.update(self.lam, jc)
         self.training_env.set_attr("cost_multiplier", self.lam)
         self.curve.append({"timesteps": int(self.num_timesteps), "cost_per_session": round(jc, 4),
@@ -152,6 +156,14 @@ class LagrangeMultiplier(BaseCallback):
             self.log(f"rollout {len(self.curve)} @ {self.num_timesteps}: safety cost {jc:.2f} per session "
                      f"(budget {self.budget:g}), multiplier {self.lam:.4f}")
         self._fit(c)
+
+    def session_cost(self, c) -> float:
+        """J_c after a rollout of costs ``c`` (steps, lanes): the cost per session over this and the
+        rollouts before it, one session's worth of steps at most."""
+        self._recent.append((float(c.sum()), c.size))
+        while sum(n for _, n in self._recent[1:]) >= self.steps_per_session * c.shape[1]:
+            self._recent.pop(0)
+        return sum(x for x, _ in self._recent) / sum(n for _, n in self._recent) * self.steps_per_session
 
     def update(self, lam: float, jc: float) -> float:
         """One step of gradient ascent on λ·(J_c − budget), projected to [0, upper]."""

@@ -98,3 +98,14 @@ def test_widened_priors_spread_more_and_keep_their_bounds(f):
     assert widened(base, 1.0) is base
     with pytest.raises(ValueError):
         widened(base, 0.0)
+
+
+def test_session_cost_averages_one_sessions_worth_of_rollouts():
+    # 4 decisions a session, rollouts of 2 decisions × 3 lanes: J_c covers this rollout and the one before
+    lag = LagrangeMultiplier(budget=0.0, steps_per_session=4)
+    r1 = np.full((2, 3), 1.0)
+    r2 = np.full((2, 3), 3.0)
+    r3 = np.zeros((2, 3))
+    assert lag.session_cost(r1) == pytest.approx(4.0)  # 1 per decision × 4 decisions
+    assert lag.session_cost(r2) == pytest.approx(8.0)  # (1 + 3) / 2 × 4
+    assert lag.session_cost(r3) == pytest.approx(6.0)  # (3 + 0) / 2 × 4: the first rollout has left
