@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     p.add_argument("--cost-budget", type=float, default=None,
                    help="safety cost allowed per session (overwhelm seconds + 30 × escapes) for the Lagrange "
                         "multiplier (default 0.1)")
+    p.add_argument("--cost-max", type=float, default=None,
+                   help="upper bound of the Lagrange multiplier (default 0.3)")
+    p.add_argument("--ask-price", type=float, default=None,
+                   help="reward price of each SUDS question (default 0.003; the shield allows one a minute)")
     p.add_argument("--widen", type=float, default=None,
                    help="domain randomisation: spread of every prior of the training population × this, 1-3 "
                         "(default 1.5)")
@@ -57,7 +61,9 @@ def cmd_train(args) -> int:
             "progress": not args.no_progress}
     for opt, name in (("timesteps", "timesteps"), ("envs", "n_envs"), ("eval_every", "eval_every"),
                       ("eval_patients", "eval_patients"), ("patience", "patience"),
-                      ("cost_budget", "cost_budget"), ("widen", "widen"), ("card_patients", "card_patients")):
+                      ("cost_budget", "cost_budget"), ("cost_max", "cost_upper"), ("ask_price", "ask_price"),
+                      ("widen", "widen"),
+                      ("card_patients", "card_patients")):
         v = getattr(args, opt)
         if v is not None:
             over[name] = v

@@ -357,7 +357,8 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
         "reproduce": (f"exposure train --scene {cfg.scene} --timesteps {cfg.timesteps} --seed {cfg.seed}"
                       f" --envs {cfg.n_envs} --eval-every {cfg.eval_every} --eval-patients {cfg.eval_patients}"
                       f" --patience {cfg.patience} --card-patients {cfg.card_patients}"
-                      f" --cost-budget {cfg.cost_budget:g} --widen {cfg.widen:g}"
+                      f" --cost-budget {cfg.cost_budget:g} --cost-max {cfg.cost_upper:g} --ask-price {cfg.ask_price:g}"
+                      f" --widen {cfg.widen:g}"
                       + (f" --population {cfg.population}" if cfg.population else "")),
         "caveat": ("Judged on virtual patients only: a simulation built from published figures and "
                    "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "

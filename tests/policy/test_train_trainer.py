@@ -141,7 +141,7 @@ def test_card_carries_the_cost_curve_and_the_bundle_its_cost_estimate(tiny):
         assert pt["multiplier"] == pytest.approx(want, abs=1e-4)
         lam = pt["multiplier"]
     assert card["patient_model"] in ("calibrated", "uncalibrated") and len(card["patient_model_digest"]) == 12
-    assert "--card-patients 3 --cost-budget 0.5 --widen 1.5" in card["reproduce"]
+    assert "--card-patients 3 --cost-budget 0.5 --cost-max 0.3 --ask-price 0.003 --widen 1.5" in card["reproduce"]
     ctl = LearnedController(scene="crowds", path=out / "policy.npz")
     cm = ctl.actor.meta["cost_model"]
     assert len(cm["w"]) == len(VECTOR_FIELDS) and cm["horizon_s"] == 60.0
