@@ -32,6 +32,8 @@ def register(subparsers) -> None:
                    help="upper bound of the Lagrange multiplier (default 0.3)")
     p.add_argument("--ask-price", type=float, default=None,
                    help="reward price of each SUDS question (default 0.003; the shield allows one a minute)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget of the training loop in minutes; the best actor so far is kept")
     p.add_argument("--widen", type=float, default=None,
                    help="domain randomisation: spread of every prior of the training population × this, 1-3 "
                         "(default 1.5)")
@@ -62,7 +64,7 @@ def cmd_train(args) -> int:
     for opt, name in (("timesteps", "timesteps"), ("envs", "n_envs"), ("eval_every", "eval_every"),
                       ("eval_patients", "eval_patients"), ("patience", "patience"),
                       ("cost_budget", "cost_budget"), ("cost_max", "cost_upper"), ("ask_price", "ask_price"),
-                      ("widen", "widen"),
+                      ("widen", "widen"), ("max_minutes", "max_minutes"),
                       ("card_patients", "card_patients")):
         v = getattr(args, opt)
         if v is not None:

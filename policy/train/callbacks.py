@@ -36,6 +36,30 @@ class TqdmProgress(BaseCallback):
         self.bar.close()
 
 
+class WallClockBudget(BaseCallback):
+    """Stops training (returns False) once ``seconds`` of wall-clock time have passed since training
+    started; the trainer then evaluates and writes the best actor so far, as after early stopping."""
+
+    def __init__(self, seconds: float, log: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.seconds, self.log, self.clock = float(seconds), log, clock
+        self.t0 = None
+        self.stopped = False
+
+    def _on_training_start(self) -> None:
+        self.t0 = self.clock()
+
+    def _on_step(self) -> bool:
+        if self.clock() - self.t0 < self.seconds:
+            return True
+        self.stopped = True
+        if self.log is not None:
+            self.log(f"wall-clock budget of {self.seconds / 60:.0f} min reached at {self.num_timesteps} steps: "
+                     "stopping")
+        return False
+
+
 class EvalAgainstBaselines(BaseCallback):
     """Every ``eval_every`` timesteps: the current actor against the baselines on the
     validation population. ``evaluate(model)`` gives the actor's metrics there and

@@ -83,6 +83,7 @@ class TrainConfig:
     ask_price: float = 0.003  # reward price of a SUDS question (the shield allows one per 60 s)
     widen: float = 1.5  # domain randomisation: the spread of every prior of the training population ×
     progress: bool = True
+    max_minutes: float | None = None  # wall-clock budget of the PPO loop; the best actor so far is kept
     threads: int = 1
     final_eval: bool = True  # evaluate the kept actor per structure for the card
     env_kwargs: dict = field(default_factory=dict)
@@ -121,6 +122,8 @@ class TrainConfig:
             raise TrainError(f"cost_lr must be > 0, not {self.cost_lr!r}")
         if not (isinstance(self.cost_upper, float | int) and self.cost_upper >= self.cost_init):
             raise TrainError(f"cost_upper must be ≥ cost_init, not {self.cost_upper!r}")
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, float | int) and self.max_minutes > 0):
+            raise TrainError(f"--max-minutes must be a positive number, not {self.max_minutes!r}")
         if not (isinstance(self.widen, float | int) and not isinstance(self.widen, bool) and 1 <= self.widen <= 3):
             raise TrainError(f"--widen must be between 1 and 3, not {self.widen!r}")
         from policy.sim.patient.population import STRUCTURES
@@ -280,7 +283,7 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
                 gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
                 policy_kwargs={"net_arch": list(cfg.net_arch)}, verbose=0)
 
-    from policy.train.callbacks import EvalAgainstBaselines, LagrangeMultiplier, TqdmProgress
+    from policy.train.callbacks import EvalAgainstBaselines, LagrangeMultiplier, TqdmProgress, WallClockBudget
 
     lag = LagrangeMultiplier(cfg.cost_budget, lr=cfg.cost_lr, init=cfg.cost_init, upper=cfg.cost_upper,
                              steps_per_session=venv.venv.steps_per_session, log=log)
@@ -295,7 +298,8 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
     ref = _reference(baselines[cfg.eval_structure])
     ev = EvalAgainstBaselines(cfg.eval_every, cfg.patience, lambda m: _evaluate_actor(m, vecnorm, cfg),
                               lambda metrics: score(metrics, ref), ref, save, log)
-    cbs = [lag, ev] + ([TqdmProgress(cfg.timesteps)] if cfg.progress else [])
+    budget = WallClockBudget(cfg.max_minutes * 60.0, log) if cfg.max_minutes else None
+    cbs = [lag, ev] + ([budget] if budget else []) + ([TqdmProgress(cfg.timesteps)] if cfg.progress else [])
     model.learn(total_timesteps=cfg.timesteps, callback=CallbackList(cbs))
     if not ev.stopped_early and (not ev.history or ev.history[-1]["timesteps"] != model.num_timesteps):
         ev.evaluate_now()
@@ -349,6 +353,7 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
                   "pre-treatment fear − λ × cost) / (1 + λ)",
         "hyperparameters": hp, "timesteps_kept": int(ev.best_step), "timesteps_run": run_steps,
         "training_seconds": round(train_s, 1), "stopped_early": ev.stopped_early,
+        "max_minutes": cfg.max_minutes,
         "training_courses": env_stats,
         "validation": {"seed": VALIDATION_SEED, "patients": cfg.eval_patients, "structure": st,
                        "sessions": cfg.eval_sessions or "the population's plan", "results": val},
@@ -358,7 +363,7 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
                       f" --envs {cfg.n_envs} --eval-every {cfg.eval_every} --eval-patients {cfg.eval_patients}"
                       f" --patience {cfg.patience} --card-patients {cfg.card_patients}"
                       f" --cost-budget {cfg.cost_budget:g} --cost-max {cfg.cost_upper:g} --ask-price {cfg.ask_price:g}"
-                      f" --widen {cfg.widen:g}"
+                      f" --widen {cfg.widen:g}" + (f" --max-minutes {cfg.max_minutes:g}" if cfg.max_minutes else "")
                       + (f" --population {cfg.population}" if cfg.population else "")),
         "caveat": ("Judged on virtual patients only: a simulation built from published figures and "
                    "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "

@@ -109,3 +109,17 @@ def test_session_cost_averages_one_sessions_worth_of_rollouts():
     assert lag.session_cost(r1) == pytest.approx(4.0)  # 1 per decision × 4 decisions
     assert lag.session_cost(r2) == pytest.approx(8.0)  # (1 + 3) / 2 × 4
     assert lag.session_cost(r3) == pytest.approx(6.0)  # (3 + 0) / 2 × 4: the first rollout has left
+
+
+def test_wall_clock_budget_stops_training_once_its_minutes_are_spent():
+    from policy.train.callbacks import WallClockBudget
+
+    now = [100.0]
+    logs: list[str] = []
+    cb = WallClockBudget(60.0, logs.append, clock=lambda: now[0])
+    cb._on_training_start()
+    now[0] = 159.9
+    assert cb._on_step() is True and not cb.stopped
+    now[0] = 160.0
+    assert cb._on_step() is False and cb.stopped
+    assert logs and "budget of 1 min" in logs[0]
