@@ -67,7 +67,8 @@ def test_the_card_written_decides_the_default(tmp_path, monkeypatch, all_met):
     rows = [("default · full · chest", _res(**pol)), ("low-overwhelm · full · chest", _res(resp=0.95))]
     summary = {k: {"met": all(bench.goal_row(r)[k][0] for _, r in rows),
                    "missed": [n for n, r in rows if not bench.goal_row(r)[k][0]]} for k in bench.GOALS}
-    bench.write_card("heights", SimpleNamespace(seed=777, patients=10), summary, rows, ["exposure evaluate …  (1 s)"])
+    args = SimpleNamespace(seed=777, patients=10, parts="chest,optical,populations")
+    bench.write_card("heights", args, summary, rows, ["exposure evaluate …  (1 s)"])
     card = json.loads((d / "card.json").read_text())
     assert card["goals"]["commands"] == ["exposure evaluate …"]
     assert card["goals"]["rows"]["default · full · chest"]["2 safety"]["met"] is all_met
@@ -75,3 +76,15 @@ def test_the_card_written_decides_the_default(tmp_path, monkeypatch, all_met):
     assert ok is all_met
     if not all_met:
         assert "2 safety" in why
+
+
+def test_a_card_written_from_part_of_the_table_never_makes_the_policy_the_default(tmp_path, monkeypatch):
+    d = tmp_path / "crowds"
+    d.mkdir()
+    (d / "card.json").write_text(json.dumps({"scene": "crowds", "patient_model": "calibrated"}))
+    monkeypatch.setenv("EXPOSURE_POLICY_DIR", str(tmp_path))
+    rows = [("default · full · chest", _res(resp=0.95))]
+    summary = {k: {"met": True, "missed": []} for k in bench.GOALS}
+    bench.write_card("crowds", SimpleNamespace(seed=777, patients=10, parts="chest"), summary, rows, ["x  (1 s)"])
+    ok, why = goals_met("crowds")
+    assert not ok and "complete table" in why
