@@ -68,7 +68,8 @@ class SudsProtocol(Controller):
         self.good = np.where(step != 0, 0, self.good)
         ask = ~(obs.suds_age < self.ask_every_s)
         reason = np.where(down, 2, np.where(up, 1, np.where(top, 3, np.where(ask, 4, 0))))
-        return Proposal(delta, reason, self.REASONS, ask_suds=ask)
+        info = {"ask_reason": f"SUDS protocol: a rating every {self.ask_every_s:.0f} s"} if ask.any() else {}
+        return Proposal(delta, reason, self.REASONS, ask_suds=ask, info=info)
 
 
 class HRBand(Controller):

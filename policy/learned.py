@@ -32,8 +32,20 @@ ASK_SUDS = True
 INPUT_VERSION = 1
 
 
+#: for research: a folder of candidate policies (SCENE/policy.npz + card.json) used instead of the
+#: shipped ones, so ``exposure evaluate`` and bench/bench_policy.py judge a candidate before it is installed
+MODELS_DIR_ENV = "EXPOSURE_POLICY_DIR"
+
+
+def policy_dir() -> Path:
+    import os
+
+    d = os.environ.get(MODELS_DIR_ENV)
+    return Path(d) if d else MODELS_DIR
+
+
 def shipped_bundle(scene: str) -> Path:
-    return MODELS_DIR / scene / BUNDLE_NAME
+    return policy_dir() / scene / BUNDLE_NAME
 
 
 def goals_met(scene: str, models_dir: Path | None = None) -> tuple[bool, str]:
@@ -42,7 +54,7 @@ def goals_met(scene: str, models_dir: Path | None = None) -> tuple[bool, str]:
     A card without that block, or one trained on an earlier patient model, does not qualify."""
     import json
 
-    card = (models_dir or MODELS_DIR) / scene / "card.json"
+    card = (models_dir or policy_dir()) / scene / "card.json"
     try:
         c = json.loads(card.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -66,9 +78,7 @@ class LearnedController(Controller):
     live = True
 
     def __init__(self, scene: str = "heights", path: str | Path | None = None,
-                 actor: NumpyActor | None = None, deterministic: bool = True,
-                 min_suds_interval_s: float = 0.0):
-        self.min_suds_interval_s = float(min_suds_interval_s)
+                 actor: NumpyActor | None = None, deterministic: bool = True):
         if actor is None:
             p = Path(path) if path is not None else shipped_bundle(scene)
             if path is None and not p.exists():
@@ -110,6 +120,7 @@ class LearnedController(Controller):
             raise ControllerError(f"the policy's actions {actor.nvec} or inputs ({actor.obs_dim}) do not fit "
                                   f"its metadata ({want}, {len(self.inputs)} named inputs): retrain it")
         self.actor = actor
+        self.cost_model = _cost_model(meta.get("cost_model"), actor.obs_dim)
         self.scene = scene
         self.deterministic = deterministic
         self.version = digest or str(meta.get("version", "unsaved"))
@@ -121,26 +132,48 @@ class LearnedController(Controller):
         m = self.actor.meta
         return {**super().describe(), "scene": self.scene, "bundle": self.path, "inputs": list(self.inputs),
                 "step_size": self.step_size, "ask_suds": self.ask_suds,
-                "min_suds_interval_s": self.min_suds_interval_s,
+                "cost_model": self.cost_model is not None,
                 "trained": {k: m.get(k) for k in ("seed", "timesteps", "population", "version")}}
 
     def propose(self, obs: Observation) -> Proposal:
         x = observation_vector(obs, self.inputs)
         act, probs = self.actor.act(x, None if self.deterministic else self.rng)
         a = act if self.ask_suds else act[:, 0]
+        # A question is only a wish here: the shield's question budget (one per 60 s) decides.
         delta, ask = action_to_delta(a, self.step_size, self.ask_suds)
-        if self.ask_suds:
-            # Asking interrupts immersion. A minimum interval between questions is available
-            # (evaluator and live alike), but off by default: the shipped policies were trained
-            # without it and lean on SUDS as their fear signal — with 60 s they became far less
-            # safe (the manual, docs/policy.md). Retraining with a price on questions is open.
-            ask = ask & (np.asarray(obs.suds_age) >= self.min_suds_interval_s)
         reason = act[:, 0] * 2 + (np.asarray(ask, dtype=int) if self.ask_suds else 0)
         if len(x) == 1:
             info = {"obs": [round(float(v), 5) for v in x[0]],
                     "probs": [[round(float(v), 5) for v in p[0]] for p in probs],
-                    "action": [int(a) for a in act[0]], "bundle": self.version}
+                    "action": [int(a) for a in act[0]], "bundle": self.version,
+                    "cost_estimate": self.cost_estimate(x)[0] if self.cost_model is not None else None}
+            if self.ask_suds and ask[0]:
+                age = float(obs.suds_age[0])
+                info["ask_reason"] = (f"policy: ask with probability {float(probs[1][0, 1]):.2f}; last rating "
+                                      + (f"{age:.0f} s ago" if np.isfinite(age) else "none yet"))
         else:
             info = {"obs": x, "probs": probs, "action": act, "bundle": self.version}
         return Proposal(delta=delta, reason=reason, reasons=self.reasons,
                         ask_suds=ask if self.ask_suds else None, info=info)
+
+    def cost_estimate(self, x: np.ndarray) -> list[float]:
+        """The expected safety cost (overwhelm seconds + 30 × escapes) over the next
+        ``cost_model["horizon_s"]`` seconds from input vectors ``x``: the linear model fitted on the
+        training rollouts (:class:`policy.train.callbacks.LagrangeMultiplier`), never below 0."""
+        w, b = self.cost_model
+        return [round(float(v), 3) for v in np.maximum(self.actor.normalize(x) @ w + b, 0.0)]
+
+
+def _cost_model(m, dim: int) -> tuple[np.ndarray, float] | None:
+    """The bundle's linear cost estimate (metadata ``cost_model``: ``w`` over the normalised inputs,
+    ``b``), or None for a bundle without one (trained before constrained training)."""
+    if not isinstance(m, dict):
+        return None
+    try:
+        w = np.asarray(m["w"], dtype=float)
+        b = float(m["b"])
+    except (KeyError, TypeError, ValueError):
+        raise ControllerError("the policy's cost model (metadata 'cost_model') is malformed: retrain it") from None
+    if w.shape != (dim,) or not (np.all(np.isfinite(w)) and np.isfinite(b)):
+        raise ControllerError("the policy's cost model does not fit its inputs: retrain it")
+    return w, b

@@ -8,6 +8,11 @@ Rules, applied per patient to a proposed change of intensity:
    the patient's max HR for ``ceiling_hold_s`` seconds, HR more than ``ceiling_hr_delta`` bpm
    over baseline, or a SUDS of ``ceiling_suds`` or more in the last ``suds_fresh_s`` seconds.
 4. **Rate cap** → an increase is capped at ``max_up`` per decision.
+5. **Question budget** → a controller's request for a SUDS rating is refused when the shield let
+   one through less than ``min_ask_interval_s`` (60 s) before for that patient
+   (:meth:`SafetyShield.screen_asks`). A question interrupts immersion; one a minute is what a
+   therapist running the SUDS protocol asks. A therapist's own question (the ``ask_suds``
+   command) does not pass through the shield and is never refused.
 
 The shield never raises intensity by itself: its output is never above the proposal. A
 non-finite proposal is treated as "hold" and counted. Every intervention is reported with
@@ -27,7 +32,8 @@ log = logging.getLogger(__name__)
 
 #: changes of target smaller than this are floating-point noise, not interventions
 NOISE = 1e-9
-NONE, CAPPED, CEILING_HR, CEILING_DELTA, CEILING_SUDS, LOST_HOLD, LOST_DOWN, POOR_HOLD, BAD_PROPOSAL = range(9)
+NONE, CAPPED, CEILING_HR, CEILING_DELTA, CEILING_SUDS, LOST_HOLD, LOST_DOWN, POOR_HOLD, BAD_PROPOSAL, ASK_REFUSED = \
+    range(10)
 REASONS = (
     "",
     "increase capped to the maximum step",
@@ -38,6 +44,7 @@ REASONS = (
     "signal lost too long: stepping down",
     "poor signal quality: holding",
     "controller proposed a non-finite change: holding",
+    "SUDS question refused: less than the minimum interval since the last one",
 )
 
 
@@ -56,12 +63,16 @@ class ShieldConfig:
     suds_fresh_s: float = 120.0
     min_quality: float = 0.5
     lost_step_down_s: float = 30.0
+    min_ask_interval_s: float = 60.0
 
 
 @dataclass
 class ShieldResult:
     delta: np.ndarray
     code: np.ndarray  # per patient, index into REASONS (0: no intervention)
+    #: per patient: a SUDS question the controller wanted was asked / refused by the question budget
+    asked: np.ndarray | None = None
+    ask_refused: np.ndarray | None = None
 
     def why(self, i: int = 0) -> str:
         return REASONS[int(self.code[i])]
@@ -76,6 +87,25 @@ class SafetyShield:
     def reset(self, n: int) -> None:
         self.n = n
         self.above_since = np.full(n, np.nan)
+        self.last_ask = np.full(n, -np.inf)  # when the shield last let a controller's question through
+
+    def screen_asks(self, now: float, want) -> tuple[np.ndarray, np.ndarray]:
+        """The question budget over N lanes: of the lanes whose controller wants a SUDS rating now
+        (``want``; lanes with a question still open are not passed), those allowed and those
+        refused because the last allowed question was less than ``min_ask_interval_s`` ago.
+        Refusals are counted and logged; allowed questions start the next interval."""
+        want = np.asarray(want, dtype=bool)
+        if want.shape != (self.n,):
+            raise ShieldError(f"ask has shape {want.shape}, expected ({self.n},)")
+        ok = want & (now - self.last_ask >= self.cfg.min_ask_interval_s - NOISE)
+        refused = want & ~ok
+        self.last_ask = np.where(ok, now, self.last_ask)
+        k = int(refused.sum())
+        if k:
+            self.counts[REASONS[ASK_REFUSED]] += k
+            if self.n == 1:
+                log.info("shield: %s", REASONS[ASK_REFUSED])
+        return ok, refused
 
     def describe(self) -> dict:
         return {"name": "shield", "config": self.cfg.__dict__}

@@ -230,15 +230,23 @@ class SessionStep:
     def decide(self, now: float, obs: Observation, prop: Proposal, shield: SafetyShield | None,
                lanes: slice = slice(None)) -> tuple[ShieldResult, np.ndarray]:
         """The proposal through the shield moves the target; a SUDS question is asked where the
-        controller wants one and none is pending. Returns the shield's result and where it asked."""
+        controller wants one, none is pending and the shield's question budget allows it. Returns
+        the shield's result (with ``asked`` and ``ask_refused``) and where it asked."""
         delta = np.asarray(prop.delta, dtype=float)
         if shield is not None:
             res = shield.apply(obs, delta)
         else:
             res = ShieldResult(np.where(np.isfinite(delta), delta, 0.0), np.zeros(len(delta), np.int8))
         asked = np.zeros(len(delta), bool)
+        # --- question budget (issue 16): the shield screens the controller's SUDS questions
+        refused = np.zeros(len(delta), bool)
         if prop.ask_suds is not None:
-            asked = self.ask_suds(now, prop.ask_suds, lanes)
+            want = np.asarray(prop.ask_suds, bool) & np.isnan(self.pending[lanes])  # none open
+            if shield is not None:
+                want, refused = shield.screen_asks(now, want)
+            asked = self.ask_suds(now, want, lanes)
+        res.asked, res.ask_refused = asked, refused
+        # --- end question budget
         self.set_target(retarget(self.target[lanes], res.delta), lanes)
         return res, asked
 

@@ -22,7 +22,21 @@ def register(subparsers) -> None:
     p.add_argument("--envs", type=int, default=None, help="parallel virtual patients per rollout")
     p.add_argument("--eval-every", type=int, default=None, help="timesteps between evaluations against the baselines")
     p.add_argument("--eval-patients", type=int, default=None, help="validation patients per evaluation")
+    p.add_argument("--card-patients", type=int, default=None,
+                   help="validation patients per model structure for the model card (default 100)")
     p.add_argument("--patience", type=int, default=None, help="evaluations without improvement before stopping")
+    p.add_argument("--cost-budget", type=float, default=None,
+                   help="safety cost allowed per session (overwhelm seconds + 30 × escapes) for the Lagrange "
+                        "multiplier (default 0.1)")
+    p.add_argument("--cost-max", type=float, default=None,
+                   help="upper bound of the Lagrange multiplier (default 0.3)")
+    p.add_argument("--ask-price", type=float, default=None,
+                   help="reward price of each SUDS question (default 0.003; the shield allows one a minute)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget of the training loop in minutes; the best actor so far is kept")
+    p.add_argument("--widen", type=float, default=None,
+                   help="domain randomisation: spread of every prior of the training population × this, 1-3 "
+                        "(default 1.5)")
     p.add_argument("--seeds", type=int, default=1,
                    help="train this many seeds (--seed, --seed + 1, …) and keep the best by validation "
                         "(needs --out; every run's folder and card go to OUT/runs/)")
@@ -48,7 +62,10 @@ def cmd_train(args) -> int:
             "population": args.population, "out": args.out,
             "progress": not args.no_progress}
     for opt, name in (("timesteps", "timesteps"), ("envs", "n_envs"), ("eval_every", "eval_every"),
-                      ("eval_patients", "eval_patients"), ("patience", "patience")):
+                      ("eval_patients", "eval_patients"), ("patience", "patience"),
+                      ("cost_budget", "cost_budget"), ("cost_max", "cost_upper"), ("ask_price", "ask_price"),
+                      ("widen", "widen"), ("max_minutes", "max_minutes"),
+                      ("card_patients", "card_patients")):
         v = getattr(args, opt)
         if v is not None:
             over[name] = v

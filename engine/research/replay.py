@@ -221,6 +221,9 @@ def build_core(log: SessionLog, controller: str | None = None, writer=None) -> S
         raise ReplayError(f"controller {name!r} cannot be rebuilt here: {e}") from None
     sh = m.get("shield") if isinstance(m.get("shield"), dict) else {}
     shield_cfg = _known(ShieldConfig, sh.get("config"))
+    if isinstance(sh.get("config"), dict):
+        # a session logged before the shield had a question budget asked as its controller wanted
+        shield_cfg.setdefault("min_ask_interval_s", 0.0)
     seed = m.get("seed") if isinstance(m.get("seed"), int) else 0
     core = ReplayCore(hierarchy, ctl, SafetyShield(ShieldConfig(**shield_cfg)), writer,
                       CoreConfig(**_known(CoreConfig, m.get("core_config"))),

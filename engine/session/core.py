@@ -28,7 +28,7 @@ from engine.store.files import SessionWriter
 from policy import step as session_step
 from policy.controllers import Controller
 from policy.observation import Observation
-from policy.shield import SafetyShield
+from policy.shield import ASK_REFUSED, REASONS, SafetyShield
 from policy.step import SessionStep
 from scenes.hierarchy import Hierarchy
 from sensors.features import FeatureConfig, finite_or_none
@@ -280,9 +280,25 @@ class SessionCore:
             if self.writer is not None:
                 self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
                                                              "allowed": d}))
+        ask = None
+        refused = res.ask_refused is not None and bool(res.ask_refused[0])
+        if asked[0] or refused:
+            # each question the controller wanted: why (the controller's reason), its cost estimate
+            # (a learned policy's expected overwhelm cost, None for rules) and whether the shield's
+            # question budget let it through
+            why_ask = prop.info.get("ask_reason") if isinstance(prop.info, dict) else None
+            ask = {"asked": bool(asked[0]), "reason": why_ask or prop.why(),
+                   "cost_estimate": prop.info.get("cost_estimate") if isinstance(prop.info, dict) else None,
+                   "refused": REASONS[ASK_REFUSED] if refused else ""}
+            if refused:
+                self.shield_recent = [*self.shield_recent[-19:], {"t": now, "reason": REASONS[ASK_REFUSED],
+                                                                  "proposed": proposed, "allowed": d}]
+                if self.writer is not None:
+                    self.writer.write("events", (now, "shield", {"reason": REASONS[ASK_REFUSED],
+                                                                 "proposed": proposed, "allowed": d}))
         who, reason = (("shield", res.why()) if code else (self.who, prop.why()))
         self._record_target(now, before, self.target, who, self.controller.name, reason, proposed=proposed,
-                            shield=res.why() if code else "", obs=obs.row(), info=prop.info)
+                            shield=res.why() if code else "", obs=obs.row(), info=prop.info, ask=ask)
 
     def _set_target(self, now: float, new: float, who: str, name: str, reason: str, *,
                     rate: float | None = None) -> None:
@@ -297,7 +313,7 @@ class SessionCore:
 
     def _record_target(self, now: float, before: float, new: float, who: str, name: str, reason: str, *,
                        proposed: float | None = None, shield: str = "", obs: dict | None = None,
-                       info: dict | None = None) -> None:
+                       info: dict | None = None, ask: dict | None = None) -> None:
         """Record a change of target, or a controller decision even when it holds, with the
         observation it saw and how many samples had been ingested, so that replay can re-derive it."""
         h = self.hierarchy
@@ -307,6 +323,8 @@ class SessionCore:
                "level_before": lb, "level_after": la, "level_name_before": h.levels[lb].name,
                "level_name_after": h.levels[la].name, "proposed": proposed, "shield": shield,
                "obs": obs, "info": info, "samples_seen": self.n_samples}
+        if ask is not None:  # in the logged info (the decisions table's columns stay as they are)
+            rec["info"] = {**(info or {}), "suds_ask": ask}
         if new != before:
             self.last_decision = rec
         self.counts["decisions"] += 1

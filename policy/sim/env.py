@@ -50,7 +50,10 @@ Reward (per step)
 
 Info
     ``fear`` (hidden; for analysis only), ``session``, ``overwhelm_s``, ``escaped``, ``dropped``,
-    ``shield`` (intervention code, with the wrapper), and at the end ``bat_steps``, ``top_suds``.
+    ``shield`` (intervention code, with the wrapper), ``cost`` (the safety cost of the step:
+    overwhelm seconds + ``COST_PER_ESCAPE`` (30) × escapes, for constrained training), ``asked``
+    (a SUDS question was asked: the shield allows one per 60 s), and at the end ``bat_steps``,
+    ``top_suds``.
 
 Seeding
     ``reset(seed=S)`` meets patient 0 of seed S: the same patient as ``sim://?seed=S`` and as
@@ -97,6 +100,8 @@ from policy.step import SceneTable, course_start_level, first_course_context
 
 ENV_ID = "ExposureTherapy-v0"
 R_PROGRESS, R_OVERWHELM_S, R_ESCAPE, R_DROPOUT, R_BAT_STEPS, R_BAT_TOP = 5.0, 0.01, 1.0, 3.0, 2.0, 2.0
+#: the safety cost of a step (info["cost"], for constrained training): overwhelm seconds + this × escapes
+COST_PER_ESCAPE = 30.0
 
 
 class ActionController(Controller):
@@ -174,7 +179,10 @@ class _Course:
         reward = -R_OVERWHELM_S * over_s - R_ESCAPE * esc
         done = np.zeros(self.n, bool)
         info = {"fear": b.state.A.copy(), "overwhelm_s": over_s, "escaped": esc > 0,
-                "session": self.course_session.copy(), "shield": res.code.copy()}
+                "session": self.course_session.copy(), "shield": res.code.copy(),
+                # safety cost and SUDS questions (issue 16: constrained training, question budget)
+                "cost": over_s + COST_PER_ESCAPE * esc,
+                "asked": res.asked.copy() if res.asked is not None else np.zeros(self.n, bool)}
         bat = np.full(self.n, np.nan), np.full(self.n, np.nan)
         if not due:  # the session is over
             complete = self.course_session >= self.K - 1

@@ -37,6 +37,8 @@ SCENES = ("heights", "crowds")
 #: seeds of the validation population used during training (the benchmark uses others)
 VALIDATION_SEED = 90_001
 BASELINES = ("ladder", "suds", "hr-band", "hr-pid")
+#: the decision interval of the learned policy (s): the cost per session counts decisions
+DECISION_S = 5.0
 
 
 class TrainError(PolicyError, ValueError):
@@ -50,8 +52,8 @@ class TrainConfig:
     population: str | None = None  # a population TOML file; None: the shipped default
     seed: int = 0
     out: Path | None = None  # default: policy/models/<scene>/
-    n_envs: int = 1024  # virtual patients stepped together (lanes)
-    n_sub: int = 2  # sub-batches, each a different (structure, sensor) per course
+    n_envs: int = 1020  # virtual patients stepped together (lanes)
+    n_sub: int = 5  # sub-batches, each a different (structure, sensor) per course: every structure at once
     eval_every: int = 2_000_000  # timesteps between evaluations against the baselines
     eval_patients: int = 200  # validation patients (structure ``eval_structure``) per evaluation
     eval_structure: str = "full"
@@ -61,14 +63,27 @@ class TrainConfig:
     net_arch: tuple[int, ...] = (64, 64)
     learning_rate: float = 3e-4
     n_steps: int = 32
-    batch_size: int = 4096
+    batch_size: int = 4080  # a factor of n_steps × n_envs (32 × 1020): no truncated mini-batch
     n_epochs: int = 4
     gamma: float = 0.99
     gae_lambda: float = 0.95
     ent_coef: float = 0.005
     top_shaping: float = 3.0  # extra reward: change of top-step post-test fear ÷ pre-treatment fear
-    overwhelm_extra: float = 0.03  # extra penalty per second of overwhelm (on top of the env's)
+    overwhelm_extra: float = 0.0  # fixed extra penalty per second of overwhelm (the multiplier replaces it)
+    # constrained training (PPO-Lagrangian): the safety cost per session (overwhelm s + 30 × escapes)
+    # is held under cost_budget by a multiplier adapted each rollout (policy.train.callbacks)
+    # The budget holds for the *stochastic* training policy (exploration adds cost that the kept,
+    # deterministic actor does not have); λ is kept small (≤ 0.3): the whole progress reward of a
+    # course is a few units, so λ ≈ 1 at seconds of overwhelm per session makes "no exposure" the best
+    # policy (seen: responders 0 at 1 M steps with budget 0.1, λ up to 2).
+    cost_budget: float = 0.5
+    cost_lr: float = 0.0005
+    cost_init: float = 0.03
+    cost_upper: float = 0.3
+    ask_price: float = 0.003  # reward price of a SUDS question (the shield allows one per 60 s)
+    widen: float = 1.5  # domain randomisation: the spread of every prior of the training population ×
     progress: bool = True
+    max_minutes: float | None = None  # wall-clock budget of the PPO loop; the best actor so far is kept
     threads: int = 1
     final_eval: bool = True  # evaluate the kept actor per structure for the card
     env_kwargs: dict = field(default_factory=dict)
@@ -99,6 +114,18 @@ class TrainConfig:
                 raise TrainError(f"{name} must be in (0, 1], not {v!r}")
         if not (isinstance(self.ent_coef, float | int) and self.ent_coef >= 0):
             raise TrainError(f"ent_coef must be ≥ 0, not {self.ent_coef!r}")
+        for name in ("cost_budget", "cost_init", "ask_price", "overwhelm_extra", "top_shaping"):
+            v = getattr(self, name)
+            if not (isinstance(v, float | int) and not isinstance(v, bool) and 0 <= v < float("inf")):
+                raise TrainError(f"--{name.replace('_', '-')} must be a number ≥ 0, not {v!r}")
+        if not (isinstance(self.cost_lr, float | int) and self.cost_lr > 0):
+            raise TrainError(f"cost_lr must be > 0, not {self.cost_lr!r}")
+        if not (isinstance(self.cost_upper, float | int) and self.cost_upper >= self.cost_init):
+            raise TrainError(f"cost_upper must be ≥ cost_init, not {self.cost_upper!r}")
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, float | int) and self.max_minutes > 0):
+            raise TrainError(f"--max-minutes must be a positive number, not {self.max_minutes!r}")
+        if not (isinstance(self.widen, float | int) and not isinstance(self.widen, bool) and 1 <= self.widen <= 3):
+            raise TrainError(f"--widen must be between 1 and 3, not {self.widen!r}")
         from policy.sim.patient.population import STRUCTURES
 
         if self.eval_structure not in STRUCTURES:
@@ -143,7 +170,8 @@ def make_training_env(cfg: TrainConfig):
 
     pop, table = _world(cfg)
     return MixedVecEnv(pop, table, n_envs=cfg.n_envs, n_sub=cfg.n_sub, seed=cfg.seed, step_size=STEP_SIZE,
-                       top_shaping=cfg.top_shaping, overwhelm_extra=cfg.overwhelm_extra)
+                       top_shaping=cfg.top_shaping, overwhelm_extra=cfg.overwhelm_extra, ask_price=cfg.ask_price,
+                       widen=cfg.widen)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -167,19 +195,29 @@ def evaluate_controllers(controllers: list, cfg: TrainConfig, structure: str | N
 
 
 def score(m: dict, ref: dict) -> float:
-    """One number to pick the best actor: responders, with penalties for being less safe than
-    the safest baseline (overwhelm) or losing more patients than the best one (dropout)."""
+    """One number to pick the best actor: responders, with penalties for missing the goals'
+    margins (docs/policy.md): less safe than the safest baseline (overwhelm + 0.1 s per session,
+    escapes + 0.01 per patient), losing more patients than the best one (dropout + 0.01), fewer
+    approach-test steps than the ladder − 0.25, more than 0.5 SUDS questions per minute."""
     s = m["responder_rate"]
-    s -= 2.0 * max(0.0, m["dropout_rate"] - ref["dropout_rate"])
-    s -= 0.01 * max(0.0, m["overwhelm_s_per_session"] - ref["overwhelm_s_per_session"])
+    s -= 2.0 * max(0.0, m["dropout_rate"] - ref["dropout_rate"] - 0.01)
+    s -= 0.05 * max(0.0, m["overwhelm_s_per_session"] - ref["overwhelm_s_per_session"] - 0.1)
+    s -= 2.0 * max(0.0, m.get("escapes_per_patient", 0.0) - ref.get("escapes_per_patient", 0.0) - 0.01)
+    if ref.get("bat_steps_post") is not None and m.get("bat_steps_post") is not None:
+        s -= 0.05 * max(0.0, ref["bat_steps_post"] - 0.25 - m["bat_steps_post"])
+    if m.get("suds_asks_per_min") is not None:
+        s -= 0.5 * max(0.0, m["suds_asks_per_min"] - 0.5)
     return float(s)
 
 
 def _reference(baselines: dict) -> dict:
     best = max(baselines.values(), key=lambda m: m["responder_rate"])
+    safe = [n for n in ("ladder", "suds", "hr-band") if n in baselines] or list(baselines)
     return {"responder_rate": best["responder_rate"],
             "dropout_rate": min(m["dropout_rate"] for m in baselines.values()),
-            "overwhelm_s_per_session": min(m["overwhelm_s_per_session"] for m in baselines.values())}
+            "overwhelm_s_per_session": min(baselines[n]["overwhelm_s_per_session"] for n in safe),
+            "escapes_per_patient": min(baselines[n].get("escapes_per_patient", 0.0) for n in safe),
+            "bat_steps_post": baselines["ladder"].get("bat_steps_post") if "ladder" in baselines else None}
 
 
 # --------------------------------------------------------------------------- the actor during training
@@ -245,22 +283,29 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
                 gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
                 policy_kwargs={"net_arch": list(cfg.net_arch)}, verbose=0)
 
+    from policy.train.callbacks import EvalAgainstBaselines, LagrangeMultiplier, TqdmProgress, WallClockBudget
+
+    lag = LagrangeMultiplier(cfg.cost_budget, lr=cfg.cost_lr, init=cfg.cost_init, upper=cfg.cost_upper,
+                             steps_per_session=venv.venv.steps_per_session, log=log)
+
     def save():
         model.save(out / "model.zip")
         vecnorm.save(str(out / "vecnormalize.pkl"))
-        export_bundle(model, vecnorm, out / "policy.npz", _bundle_meta(cfg, {"timesteps": int(model.num_timesteps)}))
-
-    from policy.train.callbacks import EvalAgainstBaselines, TqdmProgress
+        export_bundle(model, vecnorm, out / "policy.npz",
+                      _bundle_meta(cfg, {"timesteps": int(model.num_timesteps),
+                                         **({"cost_model": cm} if (cm := lag.cost_model(DECISION_S)) else {})}))
 
     ref = _reference(baselines[cfg.eval_structure])
     ev = EvalAgainstBaselines(cfg.eval_every, cfg.patience, lambda m: _evaluate_actor(m, vecnorm, cfg),
                               lambda metrics: score(metrics, ref), ref, save, log)
-    cbs = [ev] + ([TqdmProgress(cfg.timesteps)] if cfg.progress else [])
+    budget = WallClockBudget(cfg.max_minutes * 60.0, log) if cfg.max_minutes else None
+    cbs = [lag, ev] + ([budget] if budget else []) + ([TqdmProgress(cfg.timesteps)] if cfg.progress else [])
     model.learn(total_timesteps=cfg.timesteps, callback=CallbackList(cbs))
     if not ev.stopped_early and (not ev.history or ev.history[-1]["timesteps"] != model.num_timesteps):
         ev.evaluate_now()
     train_s = time.monotonic() - t0
     vecnorm.close()
+    _add_cost_model(out / "policy.npz", lag.cost_model(DECISION_S))
     stats = venv.venv.stats
 
     per_structure: dict = {}
@@ -273,14 +318,14 @@ def train(cfg: TrainConfig, log=None) -> TrainResult:
         kept = LearnedController(scene=cfg.scene, path=out / "policy.npz")
         per_structure = evaluate_controllers([kept, *base_names], cfg, structure="all", patients=cfg.card_patients)
         card_s = time.monotonic() - t1
-    card = _card(cfg, ev, base, train_s, int(model.num_timesteps), stats, per_structure, card_s)
+    card = _card(cfg, ev, base, train_s, int(model.num_timesteps), stats, per_structure, card_s, lag.curve)
     (out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (out / "card.md").write_text(card_markdown(card))
     return TrainResult(out, int(ev.best_step), train_s, ev.stopped_early, card)
 
 
 def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_stats: dict,
-          per_structure: dict, card_s: float) -> dict:
+          per_structure: dict, card_s: float, cost_curve: list | None = None) -> dict:
     from policy.observation import VECTOR_FIELDS
     from policy.sim.batch_env import TRAIN_SEED_BASE
 
@@ -293,23 +338,80 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
         "name": f"exposure-policy-{cfg.scene}", "version": digest,
         "scene": cfg.scene, "seed": cfg.seed, "population": _population_label(cfg),
         "training_patients": training_patients_text(TRAIN_SEED_BASE + cfg.seed, env_stats),
-        "algorithm": "PPO (stable-baselines3), MLP actor-critic, VecNormalize; safety shield applied to every action",
+        "algorithm": ("PPO-Lagrangian (stable-baselines3 PPO, MLP actor-critic, VecNormalize; a Lagrange "
+                      "multiplier on the safety cost adapted each rollout); safety shield, with its one-question-"
+                      "a-minute budget, applied to every action"),
+        "patient_model": _patient_model(), "patient_model_digest": _patient_model_digest(),
+        "constraint": {"cost": "overwhelm seconds + 30 × escapes (ExposureTherapy-v0 info['cost'])",
+                       "budget_per_session": cfg.cost_budget, "multiplier_lr": cfg.cost_lr,
+                       "multiplier_init": cfg.cost_init, "multiplier_max": cfg.cost_upper,
+                       "curve": _thin(cost_curve or [], 60)},
+        "domain_randomisation": {"prior_spread": cfg.widen, "structures": "all five", "sensors": "chest and optical"},
         "inputs": list(VECTOR_FIELDS), "obs_version": OBS_VERSION,
-        "reward": f"ExposureTherapy-v0's reward (policy/env.py) − {cfg.overwhelm_extra} per second of overwhelm "
-                  f"+ {cfg.top_shaping} × change of top-step post-test fear ÷ pre-treatment fear",
+        "reward": f"(ExposureTherapy-v0's reward (policy/sim/env.py) − {cfg.overwhelm_extra} per second of overwhelm "
+                  f"− {cfg.ask_price} per SUDS question + {cfg.top_shaping} × change of top-step post-test fear ÷ "
+                  "pre-treatment fear − λ × cost) / (1 + λ)",
         "hyperparameters": hp, "timesteps_kept": int(ev.best_step), "timesteps_run": run_steps,
         "training_seconds": round(train_s, 1), "stopped_early": ev.stopped_early,
+        "max_minutes": cfg.max_minutes,
         "training_courses": env_stats,
         "validation": {"seed": VALIDATION_SEED, "patients": cfg.eval_patients, "structure": st,
                        "sessions": cfg.eval_sessions or "the population's plan", "results": val},
         "per_structure": {"patients": cfg.card_patients, "seconds": round(card_s, 1), "results": per_structure},
         "history": ev.history,
         "reproduce": (f"exposure train --scene {cfg.scene} --timesteps {cfg.timesteps} --seed {cfg.seed}"
+                      f" --envs {cfg.n_envs} --eval-every {cfg.eval_every} --eval-patients {cfg.eval_patients}"
+                      f" --patience {cfg.patience} --card-patients {cfg.card_patients}"
+                      f" --cost-budget {cfg.cost_budget:g} --cost-max {cfg.cost_upper:g} --ask-price {cfg.ask_price:g}"
+                      f" --widen {cfg.widen:g}" + (f" --max-minutes {cfg.max_minutes:g}" if cfg.max_minutes else "")
                       + (f" --population {cfg.population}" if cfg.population else "")),
         "caveat": ("Judged on virtual patients only: a simulation built from published figures and "
                    "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "
                    "clinical benefit or safety."),
     }
+
+
+def _add_cost_model(path: Path, cm: dict | None) -> None:
+    """Give a kept bundle saved before the first cost fit (an evaluation inside the first rollout)
+    the cost estimate fitted since."""
+    if cm is None or not path.exists():
+        return
+    with np.load(path, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    meta = json.loads(str(d["meta"]))
+    if "cost_model" in meta:
+        return
+    d["meta"] = np.array(json.dumps({**meta, "cost_model": cm}, sort_keys=True))
+    with open(path, "wb") as f:
+        np.savez(f, **d)
+
+
+def _patient_model() -> str:
+    """Which virtual-patient model the policy was trained on: "calibrated" only when the model
+    declares its calibration done (``policy.sim.patient.model.CALIBRATED = True``, set by the
+    calibration work), else "uncalibrated" — so :func:`policy.learned.goals_met` never takes a
+    policy trained on an earlier model for the default."""
+    from policy.sim.patient import model
+
+    return "calibrated" if getattr(model, "CALIBRATED", False) is True else "uncalibrated"
+
+
+def _patient_model_digest() -> str:
+    """A digest of the patient model's code and shipped populations (which model, exactly)."""
+    from policy.sim.patient import model
+
+    h = hashlib.sha256(Path(model.__file__).read_bytes())
+    for f in sorted(Path(model.__file__).with_name("populations").glob("*.toml")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _thin(curve: list, k: int) -> list:
+    """At most ``k`` points of a per-rollout curve, evenly spaced, the last one kept."""
+    if len(curve) <= k:
+        return list(curve)
+    idx = sorted({round(i * (len(curve) - 1) / (k - 1)) for i in range(k)})
+    return [curve[i] for i in idx]
 
 
 def training_patients_text(seed: int, stats: dict) -> str:

@@ -128,3 +128,24 @@ def test_cli_bad_input_one_line(args, msg, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("exposure: error:") and msg in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_card_carries_the_cost_curve_and_the_bundle_its_cost_estimate(tiny):
+    _, out, _ = tiny
+    card = json.loads((out / "card.json").read_text())
+    con = card["constraint"]
+    assert con["budget_per_session"] == 0.5 and con["curve"]
+    lam = con["multiplier_init"]
+    for pt in con["curve"]:  # each rollout's λ follows from the one before and that rollout's cost
+        want = min(con["multiplier_max"], max(0.0, lam + con["multiplier_lr"] * (pt["cost_per_session"] - 0.5)))
+        assert pt["multiplier"] == pytest.approx(want, abs=1e-4)
+        lam = pt["multiplier"]
+    assert card["patient_model"] in ("calibrated", "uncalibrated") and len(card["patient_model_digest"]) == 12
+    assert "--card-patients 3 --cost-budget 0.5 --cost-max 0.3 --ask-price 0.003 --widen 1.5" in card["reproduce"]
+    ctl = LearnedController(scene="crowds", path=out / "policy.npz")
+    cm = ctl.actor.meta["cost_model"]
+    assert len(cm["w"]) == len(VECTOR_FIELDS) and cm["horizon_s"] == 60.0
+    ctl.reset(1, np.linspace(0, 1, 11))
+    info = ctl.propose(empty_observation(1)).info
+    x = ctl.actor.normalize(np.clip(empty_observation(1).vector(), -10, 10))[0]
+    assert info["cost_estimate"] == pytest.approx(max(0.0, float(x @ np.array(cm["w"]) + cm["b"])), abs=1e-3)
