@@ -62,6 +62,13 @@ class ModelError(PolicyError, ValueError):
     """Bad arguments to the model (unknown structure, scene or sensor)."""
 
 
+#: Whether the model's calibration is done: True only once ``exposure calibrate`` passes every
+#: anchor for both scenes on 1,000 patients (docs/calibration.md). Two anchors are still out
+#: (habituation-constant-rate, oracle-headroom), so policies trained on this model are carded
+#: "uncalibrated" and cannot become the default controller (policy.learned.goals_met).
+CALIBRATED = False
+
+
 @dataclass(frozen=True)
 class Params:
     """Per-patient parameters (arrays over L lanes) and the population-wide settings."""
