@@ -16,11 +16,10 @@ on a busy machine they are the figures to trust.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from checkout_child import run_in_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,15 +51,7 @@ print(json.dumps({"steps": steps, "seconds": dt, "cpu": cpu, "episodes": episode
 
 
 def measure(path: Path, steps: int, minutes: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(path))
-    p = subprocess.run([sys.executable, "-c", CHILD, str(steps), str(minutes)], capture_output=True, text=True,
-                       cwd=path, env=env)
-    if p.returncode != 0:
-        sys.exit(f"bench_env: the run in {path} failed:\n{p.stderr[-2000:]}")
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    if not out["from"].startswith(str(path)):
-        sys.exit(f"bench_env: {path} imported policy from {out['from']}")
-    return out
+    return run_in_checkout("bench_env", path, CHILD, steps, minutes)
 
 
 def load() -> str:

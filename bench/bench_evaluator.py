@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -39,6 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from checkout_child import run_in_checkout  # noqa: E402  (bench/ is on sys.path: scripts run as files)
 
 from engine.gym_env import scene_table  # noqa: E402
 from policy.sim.evaluate import evaluate  # noqa: E402
@@ -65,15 +66,7 @@ print(json.dumps({"seconds": dt, "cpu": cpu, "result": out, "from": policy.__fil
 
 def one_core(path: Path, a) -> dict:
     """The one-process evaluation of the checkout at ``path``, in a child process."""
-    env = dict(os.environ, PYTHONPATH=str(path))
-    p = subprocess.run([sys.executable, "-c", CHILD, str(a.patients), str(a.sessions), str(a.minutes), *CONTROLLERS],
-                       capture_output=True, text=True, cwd=path, env=env)
-    if p.returncode != 0:
-        sys.exit(f"bench_evaluator: the run in {path} failed:\n{p.stderr[-2000:]}")
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    if not out["from"].startswith(str(path)):
-        sys.exit(f"bench_evaluator: {path} imported policy from {out['from']}")
-    return out
+    return run_in_checkout("bench_evaluator", path, CHILD, a.patients, a.sessions, a.minutes, *CONTROLLERS)
 
 
 def max_difference(a, b) -> float:

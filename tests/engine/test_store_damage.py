@@ -46,6 +46,18 @@ def content(path: Path):
         return None
 
 
+def flip_one_byte(data: bytes, rng: random.Random, d: Path, name: str) -> tuple[Path, int]:
+    """A copy of ``data`` with one byte changed at a random offset, written as ``d/name`` (``d`` is
+    made); returns its path and the offset."""
+    off = rng.randrange(len(data))
+    b = bytearray(data)
+    b[off] ^= rng.randrange(1, 256)
+    d.mkdir()
+    path = d / name
+    path.write_bytes(bytes(b))
+    return path, off
+
+
 def cli(*args) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -78,13 +90,8 @@ def test_a_flipped_byte_anywhere_is_reported_as_damage_by_every_command(original
     tally = {"damaged": 0, "intact": 0}
     for i in range(N_FLIPS):
         src, data, want = originals[i % len(originals)]
-        off = rng.randrange(len(data))
-        b = bytearray(data)
-        b[off] ^= rng.randrange(1, 256)
-        d = tmp_path / f"f{i}"
-        d.mkdir()
-        path = d / src.name
-        path.write_bytes(bytes(b))
+        path, off = flip_one_byte(data, rng, tmp_path / f"f{i}", src.name)
+        d = path.parent
         damaged = content(path) != want
         tally["damaged" if damaged else "intact"] += 1
         where = f"offset {off} of {src.name}"
@@ -234,13 +241,8 @@ def test_a_killed_session_is_checked_too_a_flipped_byte_in_it_is_damage(killed, 
     rng = random.Random(12)
     missed, damaged = [], 0
     for i in range(N_KILLED_FLIPS):
-        off = rng.randrange(len(data))
-        b = bytearray(data)
-        b[off] ^= rng.randrange(1, 256)
-        d = tmp_path / f"k{i}"
-        d.mkdir()
-        path = d / killed.name
-        path.write_bytes(bytes(b))
+        path, off = flip_one_byte(data, rng, tmp_path / f"k{i}", killed.name)
+        d = path.parent
         if content(path) == want:
             continue
         damaged += 1
