@@ -238,7 +238,7 @@ class SessionStep:
         else:
             res = ShieldResult(np.where(np.isfinite(delta), delta, 0.0), np.zeros(len(delta), np.int8))
         asked = np.zeros(len(delta), bool)
-        # --- question budget (issue 16): the shield screens the controller's SUDS questions
+        # --- question budget: the shield screens the controller's SUDS questions
         refused = np.zeros(len(delta), bool)
         if prop.ask_suds is not None:
             want = np.asarray(prop.ask_suds, bool) & np.isnan(self.pending[lanes])  # none open

@@ -275,11 +275,7 @@ class SessionCore:
         if asked[0]:
             self._suds_requested(now, origin=self.controller.name)
         if code:
-            self.shield_recent = [*self.shield_recent[-19:], {"t": now, "reason": res.why(),
-                                                              "proposed": proposed, "allowed": d}]
-            if self.writer is not None:
-                self.writer.write("events", (now, "shield", {"reason": res.why(), "proposed": proposed,
-                                                             "allowed": d}))
+            self._shield_event(now, res.why(), proposed, d)
         ask = None
         refused = res.ask_refused is not None and bool(res.ask_refused[0])
         if asked[0] or refused:
@@ -291,14 +287,17 @@ class SessionCore:
                    "cost_estimate": prop.info.get("cost_estimate") if isinstance(prop.info, dict) else None,
                    "refused": REASONS[ASK_REFUSED] if refused else ""}
             if refused:
-                self.shield_recent = [*self.shield_recent[-19:], {"t": now, "reason": REASONS[ASK_REFUSED],
-                                                                  "proposed": proposed, "allowed": d}]
-                if self.writer is not None:
-                    self.writer.write("events", (now, "shield", {"reason": REASONS[ASK_REFUSED],
-                                                                 "proposed": proposed, "allowed": d}))
+                self._shield_event(now, REASONS[ASK_REFUSED], proposed, d)
         who, reason = (("shield", res.why()) if code else (self.who, prop.why()))
         self._record_target(now, before, self.target, who, self.controller.name, reason, proposed=proposed,
                             shield=res.why() if code else "", obs=obs.row(), info=prop.info, ask=ask)
+
+    def _shield_event(self, now: float, reason: str, proposed: float, allowed: float) -> None:
+        """One shield intervention: kept for the console and logged as an event."""
+        ev = {"reason": reason, "proposed": proposed, "allowed": allowed}
+        self.shield_recent = [*self.shield_recent[-19:], {"t": now, **ev}]
+        if self.writer is not None:
+            self.writer.write("events", (now, "shield", ev))
 
     def _set_target(self, now: float, new: float, who: str, name: str, reason: str, *,
                     rate: float | None = None) -> None:

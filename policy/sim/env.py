@@ -180,7 +180,7 @@ class _Course:
         done = np.zeros(self.n, bool)
         info = {"fear": b.state.A.copy(), "overwhelm_s": over_s, "escaped": esc > 0,
                 "session": self.course_session.copy(), "shield": res.code.copy(),
-                # safety cost and SUDS questions (issue 16: constrained training, question budget)
+                # safety cost and SUDS questions (constrained training, the question budget)
                 "cost": over_s + COST_PER_ESCAPE * esc,
                 "asked": res.asked.copy() if res.asked is not None else np.zeros(self.n, bool)}
         bat = np.full(self.n, np.nan), np.full(self.n, np.nan)

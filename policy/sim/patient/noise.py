@@ -105,10 +105,3 @@ def uniform_block(keys: np.ndarray, n: int, *counter: int) -> np.ndarray:
     c = np.array([_counter(*counter, j) for j in range(n)], dtype=np.uint64)
     h = _mix(c[:, None] ^ keys[None, :])
     return ((h >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
-
-
-def box_muller(u1: np.ndarray, u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent standard normals from two uniforms."""
-    r = np.sqrt(-2.0 * np.log(u1))
-    a = 6.283185307179586 * u2
-    return r * np.cos(a), r * np.sin(a)
