@@ -49,9 +49,13 @@ def _from_seconds(text: str) -> float:
 def _out_dir(out: Path | None) -> Path | None:
     if out is None:
         return None
+    from engine.store.files import make_private_dirs
+
     out = Path(out).expanduser()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(out)  # what a replay writes holds patient data: new folders 0700, files 0600
+        if not out.is_dir():
+            raise NotADirectoryError(20, "not a folder")
     except OSError as e:
         raise UserError(f"cannot create --out {out}: {e.strerror}") from None
     return out
@@ -110,7 +114,10 @@ def _rederive(args, log, t_from: float) -> int:
            "first_mismatches": [m.line() for m in mism[:20]]}
     out = _out_dir(args.out)
     if out is not None:
-        (out / "replay.json").write_text(json.dumps(doc, indent=2))
+        from engine.store.files import open_private
+
+        with open_private(out / "replay.json", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
         return EXIT_DAMAGED if damaged else (0 if ok else 1)
@@ -197,10 +204,12 @@ def _act(r: dict, side: str) -> str:
 
 
 def _write_cf_csv(path: Path, rows: list[dict]) -> None:
+    from engine.store.files import open_private
+
     cols = ["t", "hr", "hr_delta", "suds", "logged_t", "logged_who", "logged_action", "logged_level",
             "logged_target", "logged_reason", "alt_who", "alt_action", "alt_level", "alt_target",
             "alt_reason", "differs"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open_private(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for r in rows:
@@ -209,6 +218,8 @@ def _write_cf_csv(path: Path, rows: list[dict]) -> None:
 
 def _cf_plot(path: Path, log, res) -> None:
     from matplotlib.figure import Figure
+
+    from engine.store.files import open_private
 
     fig = Figure(figsize=(11, 6.5))
     ax_hr, ax_x = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 3]})
@@ -241,7 +252,8 @@ def _cf_plot(path: Path, log, res) -> None:
                  f"{res.logged_controller} — the patient's response to a different intensity is unknown",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    with open_private(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
 
 
 def _rendered(args, log, t_from: float, speed: str) -> int:

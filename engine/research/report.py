@@ -23,7 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from engine.research.replay import SessionLog, load_log
-from engine.store.files import StoreError, file_in_the_way
+from engine.store.files import StoreError, file_in_the_way, make_private_dirs
 from engine.store.summary import summarize
 
 SHIELD_COLOR = "#c62828"
@@ -425,7 +425,7 @@ def write_page(page: str, out: Path) -> Path:
     """Write an HTML page atomically, mode 0600 (it holds patient data); returns its path."""
     out = Path(out).expanduser()
     try:
-        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new folder is private
+        make_private_dirs(out.parent)  # new folders are private; existing ones are left alone
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
     except OSError as e:
         in_the_way = file_in_the_way(out.parent)

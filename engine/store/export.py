@@ -16,7 +16,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from engine.store.files import TABLES, SessionReader, StoreError, private_dir, private_file
+from engine.store.files import TABLES, SessionReader, StoreError, open_private, private_dir, private_file
 
 EXPORT_KINDS = ("samples", "features", "decisions", "commands", "suds", "events", "scene")
 FORMATS = ("csv", "parquet")
@@ -45,7 +45,7 @@ def arrow_table(reader: SessionReader, kind: str, extra: dict | None = None):
 
 def _write_csv(reader: SessionReader, kind: str, path: Path) -> int:
     n = 0
-    with open(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w", newline="", encoding="utf-8") as fh:
+    with open_private(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow([c for c, _ in TABLES[kind]])
         for row in reader.rows(kind):

@@ -84,12 +84,45 @@ def validate_patient(pid: str) -> str:
     return pid
 
 
+def make_private_dirs(d: Path) -> Path:
+    """Create the folder ``d`` and every missing folder above it 0700, whatever the umask
+    (``Path.mkdir(parents=True, mode=...)`` gives the parents the umask's mode, and the umask
+    masks ``mode``). Folders that exist are left as they are. Raises OSError."""
+    d = Path(d).expanduser()
+    missing = []
+    p = d
+    while not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    for m in reversed(missing):
+        try:
+            m.mkdir(mode=0o700)
+        except FileExistsError:
+            if not m.is_dir():
+                raise
+            continue  # made meanwhile by someone else: not ours to change
+        os.chmod(m, 0o700)
+    return d
+
+
+def open_private(path: Path, mode: str = "w", **kwargs):
+    """Open a file of patient data for writing, created or truncated, readable by its owner only
+    (0600 whatever the umask, also when it existed before)."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return open(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def private_dir(d: Path, what: str = "folder") -> Path:
     """A folder for patient data: created 0700 whatever the umask; an existing one that others
     can read or enter is tightened to 0700 with a warning."""
     d = Path(d).expanduser()
     try:
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(d)
         st = d.stat()
     except OSError as e:
         in_the_way = file_in_the_way(d)

@@ -57,3 +57,44 @@ def test_sessions_exports_and_reports_are_private_and_an_open_folder_is_tightene
     page = write_report(path, tmp_path / "reports" / "r.html")
     assert stat.S_IMODE(page.stat().st_mode) == 0o600
     assert stat.S_IMODE(page.parent.stat().st_mode) == 0o700
+
+
+def test_new_parent_folders_are_private_and_existing_ones_left_alone(tmp_path, loose_umask):
+    """``mkdir -p`` gives the parents the umask's mode: every folder a command makes for patient
+    data is 0700, the folders that already existed keep their mode, and files are 0600 even when
+    they existed before with a looser mode."""
+    from engine.cli import main
+
+    os.chmod(tmp_path, 0o755)
+    path = record(tmp_path / "sessions", duration_s=120.0)
+
+    page = write_report(path, tmp_path / "reports" / "deeper" / "r.html")
+    assert stat.S_IMODE((tmp_path / "reports").stat().st_mode) == 0o700
+    assert stat.S_IMODE(page.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755  # not ours: left as it was
+
+    out = tmp_path / "replays" / "one"
+    assert main(["replay", str(path), "--out", str(out)]) == 0
+    assert main(["replay", str(path), "--controller", "hr-band", "--out", str(out)]) == 0
+    dirs, files = _modes(tmp_path / "replays")
+    assert dirs == {0o700} and files == {0o600}, (dirs, files)
+    assert sorted(p.name for p in out.iterdir()) == ["counterfactual.csv", "counterfactual.png", "replay.json"]
+
+    loose = out / "replay.json"
+    os.chmod(loose, 0o644)
+    assert main(["replay", str(path), "--out", str(out)]) == 0
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+
+
+def test_replay_out_naming_a_file_is_one_line(tmp_path, capsys):
+    from engine.cli import main
+
+    path = record(tmp_path / "sessions", duration_s=60.0)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["replay", str(path), "--out", str(blocker)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a folder" in err[0] and "Traceback" not in err[0], err
+    assert main(["replay", str(path), "--out", str(blocker / "under")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(blocker / "under") in err[0], err
