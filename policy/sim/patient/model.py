@@ -68,9 +68,10 @@ class ModelError(PolicyError, ValueError):
 
 
 #: Whether the model's calibration is done: True only once ``exposure calibrate`` passes every
-#: anchor for both scenes on 1,000 patients (docs/calibration.md). Two anchors are still out
-#: (habituation-constant-rate, oracle-headroom), so policies trained on this model are carded
-#: "uncalibrated" and cannot become the default controller (policy.learned.goals_met).
+#: anchor for both scenes on 1,000 patients (docs/calibration.md). One anchor is still out
+#: (oracle-headroom: the oracle leads the best baseline by 0.02 responders, not 0.05), so policies
+#: trained on this model are carded "uncalibrated" and cannot become the default controller
+#: (policy.learned.goals_met).
 CALIBRATED = False
 
 
