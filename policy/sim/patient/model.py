@@ -11,7 +11,8 @@ Hidden state per patient (see shared/PATIENT_MODEL.md):
         an inverted U around the optimal arousal; partly lost between sessions; what was learned at an
         intensity acts at every lower one too (:func:`generalised`)
   A     current fear (SUDS scale), towards presence·V(u)·(1 − I(u))·(1 − H) + S, faster up than down
-  H     within-session habituation to what is shown, over intensity bins (resets between sessions)
+  H     within-session habituation to what is shown, over intensity bins: most of the decline within an
+        exposure, at the patient's own constant rate (resets between sessions)
   S     sensitisation above the overwhelm threshold (erodes the safety memory); an escape hazard
         grows steeply near the escape threshold
   cs    cybersickness (time × intensity, plus a part that rises with anxiety alone)
