@@ -60,11 +60,18 @@ def test_compiled_kernel_matches_its_interpreted_source(structure, sensor, scene
     compiled = _run(p)
     # the kernel's own source, and the noise helpers it calls on uint64 (interpreted, they stay numpy
     # uint64: a compiled helper would hand back a Python int)
-    monkeypatch.setattr(model, "_step_lanes", model._step_lanes.py_func)
+    source, calls = model._step_lanes.py_func, []
+
+    def interpreted_step(*args):
+        calls.append(1)
+        return source(*args)
+
+    monkeypatch.setattr(model, "_step_lanes", interpreted_step)
     monkeypatch.setattr(noise, "mix", noise.mix.py_func)
     monkeypatch.setattr(noise, "to_unit", noise.to_unit.py_func)
     with np.errstate(over="ignore"):  # SplitMix64 multiplies modulo 2**64 on purpose
         interpreted = _run(p)
+    assert len(calls) == 2 * SECONDS  # every second of the second run went through the Python source
     for t, (sc, si) in enumerate(zip(compiled[0], interpreted[0], strict=True)):
         for f in model.state_fields():
             _same(getattr(sc, f), getattr(si, f), f"state {f} at step {t}")
