@@ -1,6 +1,8 @@
-"""The compiled per-second kernels against what they replaced: the evaluator's per-patient outcomes
-on a small population, compared with a reference stored from the numpy evaluator before the kernels
-(tests/fixtures/make_evaluator_reference.py, at 572c85c). The tolerance is documented in
+"""A regression lock on the evaluator: its per-patient outcomes on a small population, compared with
+a reference stored from the compiled model itself (tests/fixtures/make_evaluator_reference.py: made at
+the commit stored in the file). A change of the model's results fails here until the reference is
+made again on purpose. That the compiled kernel computes what its Python source says is checked
+separately (tests/policy/test_sim_kernel_interpreted.py). The tolerance is documented in
 docs/scale.md."""
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ EXACT = ("responder_rate", "bat_steps_post", "dropout_rate", "escapes_per_patien
 RTOL, ATOL = 1e-9, 1e-9
 
 
-def test_per_patient_outcomes_match_the_numpy_reference(result):
+def test_per_patient_outcomes_match_the_stored_reference(result):
     ref = np.load(REF)
     assert np.array_equal(result.pre_top, ref["pre_top"])
     for k in METRICS:
