@@ -91,7 +91,7 @@ def build_course_report(sessions_dir: Path, patient: str, scene: str) -> str:
     def lvl(i):
         return f"L{i} {names[i]}" if 0 <= i < len(names) else f"L{i}"
 
-    img = _png(course_figure(course, names))
+    img = _png(course_figure(course, names), crop=False)  # laid out with tight_layout: nothing to trim
     rows = "".join(
         f"<tr><td>{s.index}</td><td>{e(str(s.started_at or '?'))}</td><td>{s.minutes:.1f}</td>"
         f"<td>{e(lvl(s.start_level))}</td><td>{e(lvl(s.highest_level))}</td><td>{num(s.peak_suds)}</td>"
