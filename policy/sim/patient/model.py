@@ -343,7 +343,9 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         key = keys[i % nk]
         for j in range(N_UNIFORM):
             ub[j] = noise.to_unit(noise.mix(counters[j] ^ key))
-        for q in range(4):
+        # the first two pairs (fear, look, hr, bpm) now; the RR pairs below, only for the beats there are
+        # (a draw is a pure function of its counter: drawing it or not changes no other draw)
+        for q in range(2):
             rad = math.sqrt(-2.0 * math.log(ub[5 + 2 * q]))
             ang = 6.283185307179586 * ub[6 + 2 * q]
             z[2 * q] = rad * math.cos(ang)
@@ -432,11 +434,22 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         base_rr = 60000.0 / hr
         sd = math.sqrt(rmssd * rmssd / 2.0 + jit * jit)
         art = ub[U_ART]
+        if nbeats > 0:
+            rad = math.sqrt(-2.0 * math.log(ub[9]))
+            ang = 6.283185307179586 * ub[10]
+            z[4] = rad * math.cos(ang)
+            if nbeats > 1:
+                z[5] = rad * math.sin(ang)
+            if nbeats > 2:
+                z[6] = math.sqrt(-2.0 * math.log(ub[11])) * math.cos(6.283185307179586 * ub[12])
         for k in range(3):
-            xk = base_rr + (0.03 * base_rr) * breath[k] + sd * z[4 + k]
-            if k == 0:
-                xk = 2.0 * xk if art < 0.003 else (0.5 * xk if art > 0.998 else xk)  # missed / extra beat
-            rr[i, k] = np.rint(xk * 1.024) / 1.024 if nbeats > k else np.nan
+            if nbeats > k:
+                xk = base_rr + (0.03 * base_rr) * breath[k] + sd * z[4 + k]
+                if k == 0:
+                    xk = 2.0 * xk if art < 0.003 else (0.5 * xk if art > 0.998 else xk)  # missed / extra beat
+                rr[i, k] = np.rint(xk * 1.024) / 1.024
+            else:
+                rr[i, k] = np.nan
         # what the sensor reports
         bt, btlen = ub[U_BT], ub[U_BTLEN]
         silent = second < drop_until0[i]
