@@ -139,19 +139,27 @@ class SessionStep:
         """
         if now > self.t:
             self.t = now
-        if np.array_equal(self.intensity, self.target):
+        mv = np.flatnonzero(self.intensity != self.target)
+        if not len(mv):
             return  # nothing moves
-        x = ramp(self.anchor_x, self.target, self.rate, self.down, np.maximum(0.0, self.t - self.anchor_t))
-        self.intensity = x
+        # only the lanes on a ramp: elsewhere the ramp from the anchor already stands at the target
+        ax, at, rate = self.anchor_x[mv], self.anchor_t[mv], self.rate[mv]
+        x = ramp(ax, self.target[mv], rate, self.down, np.maximum(0.0, self.t - at))
+        xs = self.intensity.copy()  # a new array, as ever: whoever holds the old one keeps its numbers
+        xs[mv] = x
+        self.intensity = xs
+        old = self.level[mv]
         lv = np.asarray(self.table.level_index(x))
-        ch = lv != self.level
+        ch = lv != old
         if ch.any():
-            t_in = level_entry(self.anchor_x, self.anchor_t, self.level, lv, self.levels, self.rate, self.down,
-                               self.t)
-            self.level_since = np.where(ch, t_in, self.level_since)
-            self.level = lv
-            self.max_level = np.maximum(self.max_level, lv)
-            self.suds_peak = np.where(ch, np.nan, self.suds_peak)
+            t_in = level_entry(ax[ch], at[ch], old[ch], lv[ch], self.levels, rate[ch], self.down, self.t)
+            c = mv[ch]
+            self.level_since, self.level, self.max_level, self.suds_peak = (
+                a.copy() for a in (self.level_since, self.level, self.max_level, self.suds_peak))
+            self.level_since[c] = t_in
+            self.level[c] = lv[ch]
+            self.max_level[c] = np.maximum(self.max_level[c], lv[ch])
+            self.suds_peak[c] = np.nan
 
     def set_target(self, new, lanes: slice = slice(None), rate: float | None = None) -> np.ndarray:
         """New targets for ``lanes``; where one changes, the ramp restarts from the intensity now,
