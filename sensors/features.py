@@ -273,7 +273,7 @@ def _resort(row):
         row[m + 1] = v
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _replace_diff(row, old, new):
     """One difference of a lane's sorted row, ``old``, becomes ``new``; the row stays sorted. The median
     of the differences is then what sorting them afresh gives (the same numbers), at O(w) per beat
@@ -297,7 +297,7 @@ def _replace_diff(row, old, new):
     row[k] = new
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _finalise(i, x, ok, reset, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed):
     """Interval ``x`` of lane ``i`` is settled: accepted where ``ok``, else an artefact (NaN in the
     buffer: RMSSD uses successive differences only, an artefact breaks the chain)."""
@@ -317,7 +317,7 @@ def _finalise(i, x, ok, reset, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref,
         nn_changed[0] = True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _judge(i, x, got, bpm, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed, rej_run, rej_ref,
            nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad, ectopic_long, pair_tol):
     """Accept or reject interval ``x`` of lane ``i`` on its own: bounds, missed beat, jump."""
