@@ -453,18 +453,19 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
             # (60000 / their mean over the last hr_beats); a reading whose intervals were all rejected leaves
             # HR where it was.
             prev = hr[i]
-            k = 0
-            for j in range(w - 1, -1, -1):
-                v = rr_buf[i, j]
-                if not math.isnan(v) and k < hr_beats:
-                    k += 1
-                    tmp[j] = v
-                else:
-                    tmp[j] = 0.0
-            fresh_nn = nn_changed[0] and k > 0
-            nn_hr = 60000.0 * k / max(_pairwise_sum(tmp, w), 1e-9)
             if valid and had_rr:
-                new_hr = nn_hr if fresh_nn else prev
+                new_hr = prev
+                if nn_changed[0]:  # a new NN interval: HR from the last hr_beats of them
+                    k = 0
+                    for j in range(w - 1, -1, -1):
+                        v = rr_buf[i, j]
+                        if not math.isnan(v) and k < hr_beats:
+                            k += 1
+                            tmp[j] = v
+                        else:
+                            tmp[j] = 0.0
+                    if k > 0:
+                        new_hr = 60000.0 * k / max(_pairwise_sum(tmp, w), 1e-9)
             else:
                 new_hr = b if valid else prev
             valid = valid and not math.isnan(new_hr)
