@@ -149,6 +149,11 @@ class FeatureBank:
         self.pend = nan.copy()  # a short RR waiting for the next one (ectopic, extra or just short?)
         self.nn_count = np.zeros(n, dtype=np.int64)  # accepted NN intervals so far
         self.nn_mad = nan.copy()  # median |successive difference| of the accepted NN in rr_buf (ms)
+        # the |successive differences| of rr_buf kept sorted (inf where a difference has no pair), updated as
+        # the buffer shifts, and what follows from them while the buffer does not change
+        self.dsort = np.full((n, max(c.rmssd_window - 1, 0)), np.inf)
+        self.d_cnt = np.zeros(n, dtype=np.int64)  # finite differences in dsort
+        self.rmssd = nan.copy()
         self.last_ok = nan.copy()  # the newest settled interval, if it was accepted (else NaN)…
         self.last_ref = nan.copy()  # …and the reference before it
         self._all, self._no_rr, self._no_contact = np.ones(n, bool), np.empty((n, 0)), np.full(n, -1, np.int8)
@@ -194,7 +199,8 @@ class FeatureBank:
         _update_lanes(float(t), bpm, rr, has_rr, contact, self._all if active is None else np.ascontiguousarray(active),
                       a_slope, a_quality,
                       self.t_last, self.t_valid, self.seen_valid, self.hr, self.slope, self.quality, self.base_sum,
-                      self.base_n, self.base_start, self.base_frozen, self.baseline, self.rr_buf, self.rr_mean,
+                      self.base_n, self.base_start, self.base_frozen, self.baseline, self.rr_buf, self.dsort,
+                      self.d_cnt, self.rmssd, self.rr_mean,
                       self.rej_run, self.rej_ref, self.pend, self.nn_count, self.nn_mad, self.last_ok, self.last_ref,
                       c.min_bpm, c.max_bpm, c.min_rr_ms, c.max_rr_ms, c.rr_jump, c.rr_reanchor, c.hold_short,
                       c.ectopic_mad, c.ectopic_long, c.pair_tol, c.hr_beats, c.baseline_s, c.lost_after_s,
@@ -248,14 +254,60 @@ def _dev(ref, share, ectopic_mad, nn_mad):
     return max(a, b)
 
 
+@numba.njit(cache=True, inline="always")
+def _absdiff(a, b):
+    """|b − a| as the sorted differences hold it: inf where either is NaN (no pair sorts last)."""
+    d = b - a
+    return np.inf if math.isnan(d) else abs(d)
+
+
 @numba.njit(cache=True)
-def _finalise(i, x, ok, reset, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed):
+def _resort(row):
+    """Insertion sort of one lane's differences (after a change the shifts below do not cover)."""
+    for j in range(1, len(row)):
+        v = row[j]
+        m = j - 1
+        while m >= 0 and row[m] > v:
+            row[m + 1] = row[m]
+            m -= 1
+        row[m + 1] = v
+
+
+@numba.njit(cache=True, inline="always")
+def _replace_diff(row, old, new):
+    """One difference of a lane's sorted row, ``old``, becomes ``new``; the row stays sorted. The median
+    of the differences is then what sorting them afresh gives (the same numbers), at O(w) per beat
+    rather than O(w²) per update."""
+    m = len(row)
+    k = 0
+    while k < m and row[k] != old:
+        k += 1
+    if k == m:  # not there (cannot happen while the row mirrors the buffer): sort afresh
+        row[m - 1] = new
+        _resort(row)
+        return
+    if new >= old:
+        while k + 1 < m and row[k + 1] < new:
+            row[k] = row[k + 1]
+            k += 1
+    else:
+        while k > 0 and row[k - 1] > new:
+            row[k] = row[k - 1]
+            k -= 1
+    row[k] = new
+
+
+@numba.njit(cache=True, inline="always")
+def _finalise(i, x, ok, reset, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed):
     """Interval ``x`` of lane ``i`` is settled: accepted where ``ok``, else an artefact (NaN in the
     buffer: RMSSD uses successive differences only, an artefact breaks the chain)."""
     ref = rr_mean[i]
     last_ok[i] = x if ok else np.nan
     last_ref[i] = ref
     w = rr_buf.shape[1]
+    if w >= 2:  # the oldest difference leaves the window, one between the last interval and x enters
+        _replace_diff(ds[i], _absdiff(rr_buf[i, 0], rr_buf[i, 1]), _absdiff(rr_buf[i, w - 1], x if ok else np.nan))
+    nn_changed[1] = True
     for j in range(w - 1):
         rr_buf[i, j] = rr_buf[i, j + 1]
     rr_buf[i, w - 1] = x if ok else np.nan
@@ -265,8 +317,8 @@ def _finalise(i, x, ok, reset, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_
         nn_changed[0] = True
 
 
-@numba.njit(cache=True)
-def _judge(i, x, got, bpm, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed, rej_run, rej_ref,
+@numba.njit(cache=True, inline="always")
+def _judge(i, x, got, bpm, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed, rej_run, rej_ref,
            nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad, ectopic_long, pair_tol):
     """Accept or reject interval ``x`` of lane ``i`` on its own: bounds, missed beat, jump."""
     # A long interval after an accepted one that was shorter than its reference: a premature beat too close
@@ -274,11 +326,14 @@ def _judge(i, x, got, bpm, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref,
     # (it reached at most one HR update).
     lr = np.inf if math.isnan(last_ref[i]) else last_ref[i]
     if last_ok[i] < lr and x > lr + _dev(lr, ectopic_long, ectopic_mad, nn_mad[i]) and x < (2.0 - pair_tol) * lr:
-        rr_buf[i, rr_buf.shape[1] - 1] = np.nan
+        w = rr_buf.shape[1]
+        if w >= 2:
+            _replace_diff(ds[i], _absdiff(rr_buf[i, w - 2], rr_buf[i, w - 1]), np.inf)
+        rr_buf[i, w - 1] = np.nan
         rr_mean[i] = last_ref[i]
         nn_changed[0] = True
         counts[i, R_ECTOPIC] += 2
-        _finalise(i, x, False, False, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+        _finalise(i, x, False, False, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
         return
     in_bounds = x >= min_rr and x <= max_rr
     ref = rr_mean[i]
@@ -318,22 +373,22 @@ def _judge(i, x, got, bpm, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref,
             counts[i, R_LONG] += 1
         else:
             counts[i, R_SHORT] += 1
-    _finalise(i, x, ok, jump, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+    _finalise(i, x, ok, jump, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
 
 
 @numba.njit(cache=True)
 def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
                   t_last, t_valid, seen_valid, hr, slope, quality, base_sum, base_n, base_start, base_frozen,
-                  baseline, rr_buf, rr_mean, rej_run, rej_ref, pend, nn_count, nn_mad, last_ok, last_ref,
+                  baseline, rr_buf, ds, d_cnt, rmssd_c, rr_mean, rej_run, rej_ref, pend, nn_count, nn_mad, last_ok,
+                  last_ref,
                   min_bpm, max_bpm, min_rr, max_rr, rr_jump, rr_reanchor, hold_short, ectopic_mad, ectopic_long,
                   pair_tol, hr_beats, baseline_s, lost_after_s,
                   out_delta, out_rmssd, out_lost, out_since, out_rejected, counts):
     """Advance the lanes in ``active`` to ``t`` with their readings (see the module's doc); the others keep
     their state. Every lane's outputs describe its state at ``t``."""
     n, w = rr_buf.shape
-    nn_changed = np.zeros(1, np.bool_)
+    nn_changed = np.zeros(2, np.bool_)  # [0]: a new NN interval, [1]: the buffer changed
     tmp = np.empty(w)
-    dif = np.empty(max(w - 1, 1))
     for i in range(n):
         if active[i]:
             dt = max(t - t_last[i], 1e-6)
@@ -342,6 +397,7 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
             got = not math.isnan(b)
             valid = got and b >= min_bpm and b <= max_bpm and contact[i] != 0
             nn_changed[0] = False
+            nn_changed[1] = False
             had_rr = False
             n_rr = 0
             if has_rr:
@@ -349,6 +405,9 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
                     pend[i] = np.nan
                     for j in range(w):
                         rr_buf[i, j] = np.nan  # no interval, and no successive difference, spans a loss
+                    for j in range(w - 1):
+                        ds[i, j] = np.inf
+                    nn_changed[1] = True
                     nn_mad[i] = np.nan
                 for k in range(rr.shape[1]):
                     x = rr[i, k]
@@ -370,11 +429,11 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
                         ext = not ect and abs(pair_sum - refv) <= pair_tol * refv
                         if ect or ext:
                             counts[i, R_ECTOPIC if ect else R_EXTRA] += 2
-                            _finalise(i, p, False, False, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
-                            _finalise(i, x, False, False, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+                            _finalise(i, p, False, False, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+                            _finalise(i, x, False, False, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
                             consumed = True
                         else:
-                            _judge(i, p, got, b, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed,
+                            _judge(i, p, got, b, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed,
                                    rej_run, rej_ref, nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad,
                                    ectopic_long, pair_tol)
                         pend[i] = np.nan
@@ -383,7 +442,7 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
                         if not math.isnan(ref) and x < ref - _dev(ref, hold_short, ectopic_mad, nn_mad[i]):
                             pend[i] = x
                         else:
-                            _judge(i, x, got, b, counts, rr_buf, rr_mean, nn_count, last_ok, last_ref, nn_changed,
+                            _judge(i, x, got, b, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed,
                                    rej_run, rej_ref, nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad,
                                    ectopic_long, pair_tol)
             rejected = 0
@@ -394,18 +453,19 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
             # (60000 / their mean over the last hr_beats); a reading whose intervals were all rejected leaves
             # HR where it was.
             prev = hr[i]
-            k = 0
-            for j in range(w - 1, -1, -1):
-                v = rr_buf[i, j]
-                if not math.isnan(v) and k < hr_beats:
-                    k += 1
-                    tmp[j] = v
-                else:
-                    tmp[j] = 0.0
-            fresh_nn = nn_changed[0] and k > 0
-            nn_hr = 60000.0 * k / max(_pairwise_sum(tmp, w), 1e-9)
             if valid and had_rr:
-                new_hr = nn_hr if fresh_nn else prev
+                new_hr = prev
+                if nn_changed[0]:  # a new NN interval: HR from the last hr_beats of them
+                    k = 0
+                    for j in range(w - 1, -1, -1):
+                        v = rr_buf[i, j]
+                        if not math.isnan(v) and k < hr_beats:
+                            k += 1
+                            tmp[j] = v
+                        else:
+                            tmp[j] = 0.0
+                    if k > 0:
+                        new_hr = 60000.0 * k / max(_pairwise_sum(tmp, w), 1e-9)
             else:
                 new_hr = b if valid else prev
             valid = valid and not math.isnan(new_hr)
@@ -437,29 +497,25 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
         out_since[i] = since
         out_lost[i] = lost
         out_delta[i] = hr[i] - baseline[i]
-        cnt = 0
-        for j in range(w - 1):
-            d = rr_buf[i, j + 1] - rr_buf[i, j]
-            if math.isnan(d):
-                tmp[j] = 0.0
-                dif[j] = np.inf  # NaN (no pair) sorts last
-            else:
-                tmp[j] = d * d
-                dif[j] = abs(d)
-                cnt += 1
-        out_rmssd[i] = math.sqrt(_pairwise_sum(tmp, w - 1) / max(cnt, 1)) if cnt >= 2 else np.nan
+        if active[i] and nn_changed[1]:  # else the buffer, so RMSSD, is as it was
+            cnt = 0
+            for j in range(w - 1):
+                d = rr_buf[i, j + 1] - rr_buf[i, j]
+                if math.isnan(d):
+                    tmp[j] = 0.0
+                else:
+                    tmp[j] = d * d
+                    cnt += 1
+            rmssd_c[i] = math.sqrt(_pairwise_sum(tmp, w - 1) / max(cnt, 1)) if cnt >= 2 else np.nan
+            d_cnt[i] = cnt
+        out_rmssd[i] = rmssd_c[i]
         if active[i] and has_rr:
             # this heart's own beat-to-beat variability for the next intervals' tests: the median absolute
-            # successive difference of the accepted ones, robust to the artefacts that slipped through
+            # successive difference of the accepted ones (the middle of the sorted differences), robust to
+            # the artefacts that slipped through
+            cnt = d_cnt[i]
             if cnt >= 4:
-                for j in range(1, w - 1):  # insertion sort of the (at most rmssd_window − 1) differences
-                    v = dif[j]
-                    m = j - 1
-                    while m >= 0 and dif[m] > v:
-                        dif[m + 1] = dif[m]
-                        m -= 1
-                    dif[m + 1] = v
-                lo, hi = dif[(cnt - 1) // 2], dif[min(cnt // 2, w - 2)]
+                lo, hi = ds[i, (cnt - 1) // 2], ds[i, min(cnt // 2, w - 2)]
                 nn_mad[i] = lo if cnt % 2 == 1 else 0.5 * (lo + hi)
             else:
                 nn_mad[i] = np.nan

@@ -189,9 +189,17 @@ class BatchSession:
         # the effective intensity is a function of the intensity and the patients' parameters alone:
         # while neither changed (a ramp at rest) it is not computed again
         seen = self.__dict__.get("_seen_from")
-        if seen is None or seen[0] is not self.p or not np.array_equal(seen[1], s.intensity):
+        if seen is None or seen[0] is not self.p:
             self.seen_u = model.effective_intensity(self.p, s.intensity, self.table.params_at(s.intensity))
             self._seen_from = (self.p, s.intensity.copy())
+        else:  # only the lanes whose intensity moved
+            ch = np.flatnonzero(seen[1] != s.intensity)
+            if len(ch):
+                x = s.intensity[ch]
+                u = self.seen_u.copy()
+                u[ch] = model.effective_intensity(self.p, x, self.table.params_at(x), lanes=ch)
+                self.seen_u = u
+                seen[1][ch] = x
         self.seen_asked = ~np.isnan(s.pending)
 
     def on_second(self, k: int, r: model.Reading) -> None:

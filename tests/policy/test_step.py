@@ -160,3 +160,27 @@ def test_suds_answer_closes_the_question_and_tracks_the_peak_per_level():
     s.set_target([0.5, 0.0])
     s.advance(30.0)  # lane 0 changes level: its peak starts afresh
     assert np.isnan(s.suds_peak[0]) and s.suds_peak[1] == 20.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.05, 20.0), st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
+                          st.lists(st.booleans(), min_size=3, max_size=3)), min_size=1, max_size=25))
+def test_ramp_over_lanes_equals_one_lane_at_a_time(script):
+    """Lanes ramping, resting and turning at different moments (only the lanes on a ramp are advanced)
+    give each lane what a step of one gives it, and the level is always the hierarchy's."""
+    batch = SessionStep(HEIGHTS, 3, start=np.array([0.0, 0.5, 1.0]))
+    singles = [SessionStep(HEIGHTS, 1, start=x) for x in (0.0, 0.5, 1.0)]
+    t = 0.0
+    for dt, targets, change in script:
+        t += dt
+        new = np.where(change, targets, batch.target)
+        batch.advance(t)
+        batch.set_target(new)
+        for i, s in enumerate(singles):
+            s.advance(t)
+            s.set_target(new[i:i + 1])
+        for name in ("intensity", "target", "level", "level_since", "max_level", "anchor_x", "anchor_t"):
+            np.testing.assert_array_equal(getattr(batch, name), np.concatenate([getattr(s, name) for s in singles]),
+                                          err_msg=name)
+        assert (batch.level == HEIGHTS.level_index(batch.intensity)).all()
+        assert (batch.level_since <= t).all() and (batch.max_level >= batch.level).all()

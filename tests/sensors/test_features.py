@@ -187,3 +187,32 @@ def test_the_kernel_gives_the_numpy_features_to_the_bit():
     # the stream exercises every rejection reason, loss of signal and its recovery
     assert (ref["rejected_by"].sum(axis=(0, 1)) > 0).all()
     assert ref["lost"].any() and not ref["lost"][-1].all()
+
+
+def _from_buffer(buf: np.ndarray) -> tuple[float, float]:
+    """RMSSD and the median |successive difference| of one lane's RR buffer, by numpy from scratch."""
+    d = np.diff(buf)
+    d = d[~np.isnan(d)]
+    rmssd = float(np.sqrt(np.mean(d * d))) if len(d) >= 2 else NAN
+    mad = float(np.median(np.abs(d))) if len(d) >= 4 else NAN
+    return rmssd, mad
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(300, 1800), st.floats(0.5, 1.6), st.integers(0, 3), st.booleans(),
+                          st.floats(0, 9)), min_size=1, max_size=80))
+def test_sorted_differences_follow_the_buffer(stream):
+    """The differences kept sorted as the buffer shifts (ectopic take-backs, losses, masked lanes) give the
+    RMSSD and the median absolute difference that computing them afresh from the buffer gives."""
+    b = FeatureBank(2)
+    t = 0.0
+    for rr0, jitter, k, masked, gap in stream:
+        t += 1.0 + (gap if gap > 7 else 0.0)  # now and then a gap longer than the loss of signal
+        rr = np.full((2, 3), NAN)
+        rr[:, :k] = [rr0 * jitter ** (j % 2) for j in range(k)]
+        f = b.update(t, np.array([60000.0 / rr0] * 2), rr, np.ones(2, np.int8),
+                     mask=np.array([True, not masked]))
+        for i in range(2):
+            rmssd, mad = _from_buffer(b.rr_buf[i])
+            assert np.array_equal(f.rmssd[i], rmssd, equal_nan=True) or f.rmssd[i] == pytest.approx(rmssd, rel=1e-12)
+            assert np.array_equal(b.nn_mad[i], mad, equal_nan=True) or b.nn_mad[i] == pytest.approx(mad, rel=1e-12)

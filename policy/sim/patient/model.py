@@ -249,12 +249,13 @@ def acting_safety(p: Params, safety: np.ndarray) -> np.ndarray:
     return safety if p.structure == "abrupt-no-transfer" else generalised(safety)
 
 
-def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None) -> np.ndarray:
+def effective_intensity(p: Params, intensity: np.ndarray, params: dict | None, lanes=None) -> np.ndarray:
     """u the patient feels: from the scene parameters when given (and the hierarchy names the
-    parameters the model weighs), else the intensity itself."""
+    parameters the model weighs), else the intensity itself. ``lanes`` (index array): ``intensity``
+    and ``params`` are those lanes' only."""
     if params is None or any(f[0] not in params for f in FEATURES[p.scene]):
         return np.clip(np.asarray(intensity, dtype=float), 0.0, 1.0)
-    return felt(p.scene, params, p.weights)
+    return felt(p.scene, params, p.weights if lanes is None else p.weights[lanes])
 
 
 def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, second: int) -> tuple[State, Reading]:
