@@ -334,24 +334,31 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
     counters = np.empty(N_UNIFORM, np.uint64)
     for j in range(N_UNIFORM):
         counters[j] = noise.counter4(CH_SECOND, session, isecond, j)
-    ub = np.empty(N_UNIFORM)
     g = np.empty(nb_)
     hk = np.empty(nb_)
     kern = np.empty(nb_)
     z = np.empty(8)
-    for i in range(n):
-        # noise: the patient's uniforms for this second (noise.uniform_block), normals by Box–Muller pairs
-        key = keys[i % nk]
+    # noise: each patient's uniforms for this second (noise.uniform_block) and the normals of the first two
+    # Box–Muller pairs (fear, look, hr, bpm), once per patient: the rep copies of a patient (one per
+    # controller group, lane i is key i % nk) share them. The RR pairs are drawn below, per lane, only for the
+    # beats there are (a draw is a pure function of its counter: drawing it or not changes no other draw).
+    ub_all = np.empty((nk, N_UNIFORM))
+    z_all = np.empty((nk, 4))
+    drift_all = np.empty(nk)  # the slow drift of resting HR: a function of the patient and the second
+    for kk in range(nk):
+        drift_all[kk] = 1.5 * math.sin(6.283185307179586 * (second / 900.0 + severity[kk] * 7.0))
+        key = keys[kk]
         for j in range(N_UNIFORM):
-            ub[j] = noise.to_unit(noise.mix(counters[j] ^ key))
-        # the first two pairs (fear, look, hr, bpm) now; the RR pairs below, only for the beats there are
-        # (a draw is a pure function of its counter: drawing it or not changes no other draw)
+            ub_all[kk, j] = noise.to_unit(noise.mix(counters[j] ^ key))
         for q in range(2):
-            rad = math.sqrt(-2.0 * math.log(ub[5 + 2 * q]))
-            ang = 6.283185307179586 * ub[6 + 2 * q]
-            z[2 * q] = rad * math.cos(ang)
-            z[2 * q + 1] = rad * math.sin(ang)
-        z_fear, z_look, z_hr, z_bpm = z[0], z[1], z[2], z[3]
+            rad = math.sqrt(-2.0 * math.log(ub_all[kk, 5 + 2 * q]))
+            ang = 6.283185307179586 * ub_all[kk, 6 + 2 * q]
+            z_all[kk, 2 * q] = rad * math.cos(ang)
+            z_all[kk, 2 * q + 1] = rad * math.sin(ang)
+    for i in range(n):
+        ub = ub_all[i % nk]
+        zk = z_all[i % nk]
+        z_fear, z_look, z_hr, z_bpm = zk[0], zk[1], zk[2], zk[3]
         out_vr = escaped0[i] or dropped[i]
         u = 0.0 if out_vr else u_in[i]
         A = A0[i]
@@ -378,14 +385,18 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         k_h = LN2 / (half_life[i] * 60.0) * (0.1 if non_habituator[i] > 0.5 else 1.0)
         u_slow = u_slow0[i] + (seen - u_slow0[i]) / 60.0
         coef = k_h * min(A / 10.0, 1.0) * pres
-        for b in range(nb_):
-            d = (BINS[b] - seen) / H_WIDTH
-            hk[b] = math.exp(-(d * d))
-        # normalised so that habituation at the intensity shown accrues at the patient's own rate
-        # wherever that intensity falls between the bins
-        hnorm = _interp1(hk, seen)
-        for b in range(nb_):
-            H1[i, b] = H0[i, b] + coef * (hk[b] / hnorm) * (H_MAX - H0[i, b])
+        if coef == 0.0:  # no fear or no presence: nothing accrues (H0 + 0·finite is H0, to the bit)
+            for b in range(nb_):
+                H1[i, b] = H0[i, b]
+        else:
+            for b in range(nb_):
+                d = (BINS[b] - seen) / H_WIDTH
+                hk[b] = math.exp(-(d * d))
+            # normalised so that habituation at the intensity shown accrues at the patient's own rate
+            # wherever that intensity falls between the bins
+            hnorm = _interp1(hk, seen)
+            for b in range(nb_):
+                H1[i, b] = H0[i, b] + coef * (hk[b] / hnorm) * (H_MAX - H0[i, b])
         # safety memory
         if structure == 2:  # inhibitory-flat
             rate = 0.7 * (1.0 if A > 10.0 else 0.0)
@@ -403,7 +414,8 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
             width = 0.06
         over_f = max(A - overwhelm[i], 0.0)
         # escape: hazard grows steeply near the escape threshold
-        haz = min(0.5, 0.02 * math.exp((A - escape[i]) / 2.5)) * (1.0 if A > escape[i] - 10.0 else 0.0)
+        # (no hazard, and no exponential, more than 10 below the threshold: min(0.5, ·)·0 is 0)
+        haz = min(0.5, 0.02 * math.exp((A - escape[i]) / 2.5)) if A > escape[i] - 10.0 else 0.0
         esc = not out_vr and ub[U_ESCAPE] < haz
         for b in range(nb_):
             d = (BINS[b] - seen) / width
@@ -422,7 +434,7 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         cs1[i] = cs0[i] + cyber[i] * (0.2 + 0.8 * u + 0.5 * A / 100.0) / 3600.0 * (1.0 - cs0[i]) if vr \
             else cs0[i] * 0.99
         # heart
-        drift = 1.5 * math.sin(6.283185307179586 * (second / 900.0 + severity[i] * 7.0))
+        drift = drift_all[i % nk]
         hr_t = rest_hr[i] + hr_gain[i] * concordance[i] * A / 100.0 + scene_hr[i] * u + drift
         hr = hr0[i] + (hr_t - hr0[i]) * (a_hr_up[i] if hr_t > hr0[i] else a_hr_down[i]) + 0.4 * z_hr
         hr = min(max(hr, 35.0), 215.0)
