@@ -134,6 +134,9 @@ class SessionStep:
         self.t = t0
         self.intensity = np.full(n, start, dtype=float) if np.ndim(start) == 0 else np.array(start, dtype=float)
         self.target = self.intensity.copy()
+        #: counts the changes of target (set_target, jump): whoever checked a rule over the targets
+        #: can tell whether they changed since
+        self.target_gen = 0
         self.rate = np.full(n, ramp_up_per_s)  # rising rate toward the current target
         # The ramp is anchored at the last change of target: intensity at any time is a pure
         # function of that anchor, so it does not depend on how often the session is ticked.
@@ -189,12 +192,14 @@ class SessionStep:
             self.anchor_t[lanes] = np.where(changed, self.t, self.anchor_t[lanes])
             self.rate[lanes] = np.where(changed, self.up if rate is None else rate, self.rate[lanes])
             self.target[lanes] = new
+            self.target_gen += 1
         return changed
 
     def jump(self, x: float, now: float, lanes: slice = slice(None)) -> None:
         """Intensity, target and level set to ``x`` at once, with no ramp (a stop's calm start)."""
         self.intensity[lanes] = x
         self.target[lanes] = x
+        self.target_gen += 1
         self.anchor_x[lanes] = x
         self.anchor_t[lanes] = now
         lv = np.asarray(self.table.level_index(self.intensity[lanes]))

@@ -112,6 +112,7 @@ class BatchSession:
                 g.shield.reset(g.n)
             g.next_decision = 0.0 + g.interval
         self._post_pending = False
+        self._hold_until, self._hold_gen = -np.inf, -1  # see _hold_lost
         self.over = False
         self._first = True
 
@@ -164,9 +165,8 @@ class BatchSession:
         if sample is not None and sample.any():
             r = self.reading
             s.ingest(now, r.bpm, r.rr, r.contact, mask=sample)
-        lost = s.lost(now)
-        if lost.any():  # elsewhere the hold leaves every target as it is (SessionStep.held)
-            s.set_target(lost_hold(s.target, s.intensity, lost))
+        if now >= self._hold_until or s.target_gen != self._hold_gen:
+            self._hold_lost(now)
         due = []
         for g in self.groups:
             if now >= g.next_decision:
@@ -178,6 +178,25 @@ class BatchSession:
                 m[g.lanes] = True
             s.refresh(now, m)
         return due
+
+    def _hold_lost(self, now: float) -> None:
+        """The loss-of-signal hold (SessionStep.held): where the signal is lost, a rising target is held.
+
+        Once applied it is a no-op on the following ticks until a target changes (``target_gen``) or a
+        lane whose signal is not lost now becomes lost: after the hold a lost lane's target is at or
+        below its intensity, and the ramp moves intensity toward the target, never past it; readings only
+        end losses; and a lane not lost now cannot become lost before its last valid reading plus
+        ``lost_after_s`` (the earliest of those, with a margin for rounding, is when to look again; a lane
+        whose loss ends later has its last valid reading later than any of them). So the ticks in
+        between skip it, with the same targets to the bit."""
+        s = self.s
+        lost = s.lost(now)
+        if lost.any():  # elsewhere the hold leaves every target as it is
+            s.set_target(lost_hold(s.target, s.intensity, lost))
+        b = s.bank
+        tv = b.t_valid[~lost]
+        self._hold_until = float(tv.min()) + b.cfg.lost_after_s - 1e-6 if len(tv) else np.inf
+        self._hold_gen = s.target_gen
 
     def _tick_post(self) -> None:
         nxt = self.t + self.cfg.tick_s
