@@ -344,6 +344,17 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
     # beats there are (a draw is a pure function of its counter: drawing it or not changes no other draw).
     ub_all = np.empty((nk, N_UNIFORM))
     z_all = np.empty((nk, 4))
+    # the two Gaussian kernels over the bins at seen = 0 (out of VR, or nothing shown): the same
+    # expressions as below, taken once
+    hk0 = np.empty(nb_)
+    kern0 = np.empty((nb_, 2))
+    for b in range(nb_):
+        d = (BINS[b] - 0.0) / H_WIDTH
+        hk0[b] = math.exp(-(d * d))
+        d = (BINS[b] - 0.0) / 0.15
+        kern0[b, 0] = math.exp(-(d * d))
+        d = (BINS[b] - 0.0) / 0.06
+        kern0[b, 1] = math.exp(-(d * d))
     drift_all = np.empty(nk)  # the slow drift of resting HR: a function of the patient and the second
     for kk in range(nk):
         drift_all[kk] = 1.5 * math.sin(6.283185307179586 * (second / 900.0 + severity[kk] * 7.0))
@@ -390,8 +401,11 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
                 H1[i, b] = H0[i, b]
         else:
             for b in range(nb_):
-                d = (BINS[b] - seen) / H_WIDTH
-                hk[b] = math.exp(-(d * d))
+                if seen == 0.0:
+                    hk[b] = hk0[b]
+                else:
+                    d = (BINS[b] - seen) / H_WIDTH
+                    hk[b] = math.exp(-(d * d))
             # normalised so that habituation at the intensity shown accrues at the patient's own rate
             # wherever that intensity falls between the bins
             hnorm = _interp1(hk, seen)
@@ -418,8 +432,11 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         haz = min(0.5, 0.02 * math.exp((A - escape[i]) / 2.5)) if A > escape[i] - 10.0 else 0.0
         esc = not out_vr and ub[U_ESCAPE] < haz
         for b in range(nb_):
-            d = (BINS[b] - seen) / width
-            kern[b] = math.exp(-(d * d))
+            if seen == 0.0:
+                kern[b] = kern0[b, 1 if structure == 4 else 0]
+            else:
+                d = (BINS[b] - seen) / width
+                kern[b] = math.exp(-(d * d))
             sf = safety0[i, b] + (rate * kern[b]) * (1.0 - safety0[i, b])
             if structure != 3:  # sensitisation above the overwhelm threshold erodes the safety memory
                 sf = sf - (0.002 * over_f) * kern[b] * sf
