@@ -17,6 +17,7 @@ and scene-parameter interpolation have one implementation, the hierarchy's.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Protocol
 
 import numba
@@ -208,12 +209,14 @@ class SessionStep:
 
     # ------------------------------------------------------------------ readings
     def ingest(self, t: float, bpm: np.ndarray, rr: np.ndarray | None = None, contact: np.ndarray | None = None,
-               mask: np.ndarray | None = None) -> float:
+               mask: np.ndarray | None = None, rmssd: bool = True) -> float:
         """Readings taken at ``t`` (for the lanes in ``mask``). Out-of-order times never move
-        features back. Returns the time the features were advanced to."""
+        features back. Returns the time the features were advanced to. ``rmssd=False``: the
+        frame's RMSSD is left to the next update that computes it (FeatureBank.update), for a
+        caller that reads the frame only after a :meth:`refresh` (the simulator)."""
         seen = self.last_feature_t if mask is None else self.last_feature_t[mask]
         t = max(t, float(seen.max()))
-        self.frame = self.bank.update(t, bpm, rr, contact, mask=mask)
+        self.frame = self.bank.update(t, bpm, rr, contact, mask=mask, rmssd=rmssd)
         self.last_feature_t = np.where(mask, t, self.last_feature_t) if mask is not None \
             else np.full(self.n, t)
         record_rise_stats(self.course_stats, np.ones(self.n, bool) if mask is None else mask, self.frame.hr_delta,
@@ -241,6 +244,8 @@ class SessionStep:
     def observation(self, now: float | None = None, lanes: slice = slice(None)) -> Observation:
         now = self.t if now is None else now
         f, b = self.frame, self.bank
+        if f.rmssd is None:  # readings ingested with rmssd=False and no refresh since: the bank has it
+            self.frame = f = replace(f, rmssd=b.rmssd_now())
         n = len(self.intensity[lanes])
         return Observation(
             t=np.full(n, now), intensity=self.intensity[lanes].copy(), target=self.target[lanes].copy(),

@@ -154,6 +154,9 @@ class FeatureBank:
         self.dsort = np.full((n, max(c.rmssd_window - 1, 0)), np.inf)
         self.d_cnt = np.zeros(n, dtype=np.int64)  # finite differences in dsort
         self.rmssd = nan.copy()
+        # the lanes whose buffer changed since their RMSSD was last computed (an update with rmssd=False
+        # leaves it for the next one that asks for it: RMSSD is a function of the buffer alone)
+        self.rmssd_stale = np.zeros(n, dtype=bool)
         self.last_ok = nan.copy()  # the newest settled interval, if it was accepted (else NaN)…
         self.last_ref = nan.copy()  # …and the reference before it
         self._all, self._no_rr, self._no_contact = np.ones(n, bool), np.empty((n, 0)), np.full(n, -1, np.int8)
@@ -167,20 +170,32 @@ class FeatureBank:
         self.base_frozen[m] = False
 
     def update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None = None,
-               contact: np.ndarray | None = None, mask: np.ndarray | None = None) -> FeatureFrame:
+               contact: np.ndarray | None = None, mask: np.ndarray | None = None,
+               rmssd: bool = True) -> FeatureFrame:
         """Advance the features to ``t`` with this step's readings.
 
         ``mask`` (bool over patients, optional): only these patients take part in the update;
         the others keep their state exactly as if no update had happened (the evaluator uses
         it to mirror a live session, where features advance only on samples and decisions).
         Their rows of the returned frame describe their unchanged state at ``t``.
+
+        ``rmssd=False``: the frame's ``rmssd`` is None and its computation is left to the next
+        update that asks for it, which gives the same figures (RMSSD depends on the buffered
+        intervals alone); for a caller that reads no RMSSD from this frame (the evaluator's
+        readings, between decisions).
         """
         if mask is not None:
             mask = np.asarray(mask, dtype=bool).reshape(self.n)
-        return self._update(t, bpm, rr, contact, mask)
+        return self._update(t, bpm, rr, contact, mask, rmssd)
+
+    def rmssd_now(self) -> np.ndarray:
+        """Every lane's RMSSD as its buffered intervals stand now (computing those an update with
+        ``rmssd=False`` left): what the last update's frame would have held had it computed them."""
+        _rmssd_stale_lanes(self.rr_buf, self.rmssd, self.d_cnt, self.rmssd_stale)
+        return self.rmssd.copy()
 
     def _update(self, t: float, bpm: np.ndarray, rr: np.ndarray | None, contact: np.ndarray | None,
-                active: np.ndarray | None = None) -> FeatureFrame:
+                active: np.ndarray | None = None, want_rmssd: bool = True) -> FeatureFrame:
         c = self.cfg
         n = self.n
         # contiguous arrays of fixed types: the kernel compiled (or loaded) at the bank's first update serves all
@@ -200,13 +215,14 @@ class FeatureBank:
                       a_slope, a_quality,
                       self.t_last, self.t_valid, self.seen_valid, self.hr, self.slope, self.quality, self.base_sum,
                       self.base_n, self.base_start, self.base_frozen, self.baseline, self.rr_buf, self.dsort,
-                      self.d_cnt, self.rmssd, self.rr_mean,
+                      self.d_cnt, self.rmssd, self.rmssd_stale, want_rmssd, self.rr_mean,
                       self.rej_run, self.rej_ref, self.pend, self.nn_count, self.nn_mad, self.last_ok, self.last_ref,
                       c.min_bpm, c.max_bpm, c.min_rr_ms, c.max_rr_ms, c.rr_jump, c.rr_reanchor, c.hold_short,
                       c.ectopic_mad, c.ectopic_long, c.pair_tol, c.hr_beats, c.baseline_s, c.lost_after_s,
                       hr_delta, rmssd, lost, since, rejected, rejected_by)
         return FeatureFrame(np.full(n, t, dtype=float), self.hr.copy(), self.baseline.copy(), hr_delta,
-                            self.slope.copy(), rmssd, self.quality.copy(), lost, since, rejected, rejected_by)
+                            self.slope.copy(), rmssd if want_rmssd else None, self.quality.copy(), lost, since,
+                            rejected, rejected_by)
 
 
 # ---------------------------------------------------------------------------------------------- the kernel
@@ -376,16 +392,45 @@ def _judge(i, x, got, bpm, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_
     _finalise(i, x, ok, jump, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
 
 
+@numba.njit(cache=True, inline="always")
+def _rmssd_lane(i, rr_buf, tmp, rmssd_c, d_cnt, rmssd_stale):
+    """RMSSD of lane ``i``'s buffered intervals (successive differences across an artefact left out),
+    and how many differences there are."""
+    w = rr_buf.shape[1]
+    cnt = 0
+    for j in range(w - 1):
+        d = rr_buf[i, j + 1] - rr_buf[i, j]
+        if math.isnan(d):
+            tmp[j] = 0.0
+        else:
+            tmp[j] = d * d
+            cnt += 1
+    rmssd_c[i] = math.sqrt(_pairwise_sum(tmp, w - 1) / max(cnt, 1)) if cnt >= 2 else np.nan
+    d_cnt[i] = cnt
+    rmssd_stale[i] = False
+
+
+@numba.njit(cache=True)
+def _rmssd_stale_lanes(rr_buf, rmssd_c, d_cnt, rmssd_stale):
+    """The RMSSD of every lane left stale by an update with ``want_rmssd`` False."""
+    tmp = np.empty(rr_buf.shape[1])
+    for i in range(rr_buf.shape[0]):
+        if rmssd_stale[i]:
+            _rmssd_lane(i, rr_buf, tmp, rmssd_c, d_cnt, rmssd_stale)
+
+
 @numba.njit(cache=True)
 def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
                   t_last, t_valid, seen_valid, hr, slope, quality, base_sum, base_n, base_start, base_frozen,
-                  baseline, rr_buf, ds, d_cnt, rmssd_c, rr_mean, rej_run, rej_ref, pend, nn_count, nn_mad, last_ok,
-                  last_ref,
+                  baseline, rr_buf, ds, d_cnt, rmssd_c, rmssd_stale, want_rmssd, rr_mean, rej_run, rej_ref, pend,
+                  nn_count, nn_mad, last_ok, last_ref,
                   min_bpm, max_bpm, min_rr, max_rr, rr_jump, rr_reanchor, hold_short, ectopic_mad, ectopic_long,
                   pair_tol, hr_beats, baseline_s, lost_after_s,
                   out_delta, out_rmssd, out_lost, out_since, out_rejected, counts):
     """Advance the lanes in ``active`` to ``t`` with their readings (see the module's doc); the others keep
-    their state. Every lane's outputs describe its state at ``t``."""
+    their state. Every lane's outputs describe its state at ``t``; with ``want_rmssd`` False the RMSSD of
+    the lanes whose buffer changed is marked stale rather than computed (``out_rmssd`` is then not valid
+    for them), and the next update with ``want_rmssd`` computes every stale lane's, active or not."""
     n, w = rr_buf.shape
     nn_changed = np.zeros(2, np.bool_)  # [0]: a new NN interval, [1]: the buffer changed
     tmp = np.empty(w)
@@ -497,17 +542,16 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
         out_since[i] = since
         out_lost[i] = lost
         out_delta[i] = hr[i] - baseline[i]
-        if active[i] and nn_changed[1]:  # else the buffer, so RMSSD, is as it was
+        changed = active[i] and nn_changed[1]  # else the buffer, so RMSSD, is as it was
+        if changed and not want_rmssd:  # RMSSD left for later; the count of differences is needed now
             cnt = 0
             for j in range(w - 1):
-                d = rr_buf[i, j + 1] - rr_buf[i, j]
-                if math.isnan(d):
-                    tmp[j] = 0.0
-                else:
-                    tmp[j] = d * d
+                if not math.isnan(rr_buf[i, j + 1] - rr_buf[i, j]):
                     cnt += 1
-            rmssd_c[i] = math.sqrt(_pairwise_sum(tmp, w - 1) / max(cnt, 1)) if cnt >= 2 else np.nan
             d_cnt[i] = cnt
+            rmssd_stale[i] = True
+        elif want_rmssd and (changed or rmssd_stale[i]):
+            _rmssd_lane(i, rr_buf, tmp, rmssd_c, d_cnt, rmssd_stale)
         out_rmssd[i] = rmssd_c[i]
         if active[i] and has_rr:
             # this heart's own beat-to-beat variability for the next intervals' tests: the median absolute

@@ -164,7 +164,8 @@ class BatchSession:
                 self._no_pending = bool(np.isnan(s.pending).all())
         if sample is not None and sample.any():
             r = self.reading
-            s.ingest(now, r.bpm, r.rr, r.contact, mask=sample)
+            # the frame is read only after a refresh (observation), which computes the RMSSD the readings changed
+            s.ingest(now, r.bpm, r.rr, r.contact, mask=sample, rmssd=False)
         if now >= self._hold_until or s.target_gen != self._hold_gen:
             self._hold_lost(now)
         due = []
