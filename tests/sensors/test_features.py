@@ -216,3 +216,31 @@ def test_sorted_differences_follow_the_buffer(stream):
             rmssd, mad = _from_buffer(b.rr_buf[i])
             assert np.array_equal(f.rmssd[i], rmssd, equal_nan=True) or f.rmssd[i] == pytest.approx(rmssd, rel=1e-12)
             assert np.array_equal(b.nn_mad[i], mad, equal_nan=True) or b.nn_mad[i] == pytest.approx(mad, rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(300, 1800), st.floats(0.5, 1.6), st.integers(0, 3), st.booleans(),
+                          st.booleans(), st.floats(0, 9)), min_size=1, max_size=80))
+def test_rmssd_left_for_later_is_the_same_to_the_bit(stream):
+    """Updates with rmssd=False (the simulator's readings) leave the bank where updates computing RMSSD
+    leave it, and the RMSSD computed later (by an update that asks for it, or rmssd_now) is the one every
+    update would have given, for lanes in and out of the update's mask."""
+    eager, lazy = FeatureBank(2), FeatureBank(2)
+    t = 0.0
+    for rr0, jitter, k, masked, want, gap in stream:
+        t += 1.0 + (gap if gap > 7 else 0.0)
+        rr = np.full((2, 3), NAN)
+        rr[:, :k] = [rr0 * jitter ** (j % 2) for j in range(k)]
+        args = (t, np.array([60000.0 / rr0] * 2), rr, np.ones(2, np.int8))
+        mask = np.array([True, not masked])
+        fe = eager.update(*args, mask=mask)
+        fl = lazy.update(*args, mask=mask, rmssd=want)
+        assert (fl.rmssd is None) == (not want)
+        if want:  # the lanes left stale by earlier updates too
+            assert np.array_equal(fl.rmssd, fe.rmssd, equal_nan=True)
+        elif gap < 3:  # now and then asked for between updates; otherwise left for a later update
+            assert np.array_equal(lazy.rmssd_now(), fe.rmssd, equal_nan=True)
+        for k_ in ("hr", "baseline", "hr_delta", "hr_slope", "quality", "lost", "since_valid", "rejected_by"):
+            assert np.array_equal(getattr(fl, k_), getattr(fe, k_), equal_nan=True), k_
+        assert np.array_equal(lazy.nn_mad, eager.nn_mad, equal_nan=True)
+        assert np.array_equal(lazy.d_cnt, eager.d_cnt)
