@@ -214,8 +214,7 @@ class SessionStep:
         features back. Returns the time the features were advanced to. ``rmssd=False``: the
         frame's RMSSD is left to the next update that computes it (FeatureBank.update), for a
         caller that reads the frame only after a :meth:`refresh` (the simulator)."""
-        seen = self.last_feature_t if mask is None else self.last_feature_t[mask]
-        t = max(t, float(seen.max()))
+        t = max(t, float(np.max(self.last_feature_t, where=True if mask is None else mask, initial=-np.inf)))
         self.frame = self.bank.update(t, bpm, rr, contact, mask=mask, rmssd=rmssd)
         self.last_feature_t = np.where(mask, t, self.last_feature_t) if mask is not None \
             else np.full(self.n, t)

@@ -315,6 +315,19 @@ def _sig1(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
+@numba.njit(cache=True, inline="always")
+def _rr_normals(ub, z, nbeats):
+    """The normals of the RR intervals of ``nbeats`` (1..3) beats into z[4:7], from the uniforms ``ub``
+    (Box–Muller: the fourth pair, then the cosine of the fifth)."""
+    rad = math.sqrt(-2.0 * math.log(ub[9]))
+    ang = 6.283185307179586 * ub[10]
+    z[4] = rad * math.cos(ang)
+    if nbeats > 1:
+        z[5] = rad * math.sin(ang)
+    if nbeats > 2:
+        z[6] = math.sqrt(-2.0 * math.log(ub[11])) * math.cos(6.283185307179586 * ub[12])
+
+
 @numba.njit(cache=True)
 def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s, u_in, asked,
                 look_away_max, look_away_mid, suds_cost, presence, severity, slope, midpoint, half_life,
@@ -343,7 +356,10 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
     # controller group, lane i is key i % nk) share them. The RR pairs are drawn below, per lane, only for the
     # beats there are (a draw is a pure function of its counter: drawing it or not changes no other draw).
     ub_all = np.empty((nk, N_UNIFORM))
-    z_all = np.empty((nk, 4))
+    # with several copies of each patient (n > nk) the RR normals too, all three, once per patient; with one
+    # copy, per lane and only for the beats there are
+    shared_rr = n > nk
+    z_all = np.empty((nk, 7))
     # the two Gaussian kernels over the bins at seen = 0 (out of VR, or nothing shown): the same
     # expressions as below, taken once
     hk0 = np.empty(nb_)
@@ -366,6 +382,8 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
             ang = 6.283185307179586 * ub_all[kk, 6 + 2 * q]
             z_all[kk, 2 * q] = rad * math.cos(ang)
             z_all[kk, 2 * q + 1] = rad * math.sin(ang)
+        if shared_rr:
+            _rr_normals(ub_all[kk], z_all[kk], 3)
     for i in range(n):
         ub = ub_all[i % nk]
         zk = z_all[i % nk]
@@ -464,14 +482,10 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         base_rr = 60000.0 / hr
         sd = math.sqrt(rmssd * rmssd / 2.0 + jit * jit)
         art = ub[U_ART]
-        if nbeats > 0:
-            rad = math.sqrt(-2.0 * math.log(ub[9]))
-            ang = 6.283185307179586 * ub[10]
-            z[4] = rad * math.cos(ang)
-            if nbeats > 1:
-                z[5] = rad * math.sin(ang)
-            if nbeats > 2:
-                z[6] = math.sqrt(-2.0 * math.log(ub[11])) * math.cos(6.283185307179586 * ub[12])
+        if shared_rr:
+            z[4], z[5], z[6] = zk[4], zk[5], zk[6]
+        elif nbeats > 0:
+            _rr_normals(ub, z, nbeats)
         for k in range(3):
             if nbeats > k:
                 xk = base_rr + (0.03 * base_rr) * breath[k] + sd * z[4 + k]
