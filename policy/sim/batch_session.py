@@ -148,7 +148,15 @@ class BatchSession:
         """What the live session does in a tick: the sim source's poll and SUDS answer
         (``Session.step``), then the core (``SessionCore.tick``) on the shared step."""
         s, p = self.s, self.p
-        s.advance(now)
+        # The ramp is a function of the last change of target and the time alone (SessionStep.advance), so it
+        # is brought to ``now`` only on ticks where something reads it: before the second that follows (what
+        # the patient is shown, _tick_post), at the session's last tick, and lazily (below) before a SUDS
+        # answer, the loss-of-signal hold or a decision, which read or move it. On the other ticks of a second
+        # nothing reads it and nothing moves a target, so skipping them changes no figure.
+        nxt = now + self.cfg.tick_s
+        advanced = nxt == round(nxt) or not nxt < self.duration
+        if advanced:
+            s.advance(now)
         sample = None
         k = round(now)
         if now == k and k >= 1:  # the patient advances on whole seconds (sim source: poll)
@@ -160,6 +168,9 @@ class BatchSession:
         if not self._no_pending:
             ans = s.suds_due(now, self.cfg.suds_delay_s)
             if ans.any():
+                if not advanced:
+                    s.advance(now)
+                    advanced = True
                 s.record_suds(now, model.suds(p, self.state, self.session, int(round(now * 1000))), ans)
                 self._no_pending = bool(np.isnan(s.pending).all())
         if sample is not None and sample.any():
@@ -167,6 +178,9 @@ class BatchSession:
             # the frame is read only after a refresh (observation), which computes the RMSSD the readings changed
             s.ingest(now, r.bpm, r.rr, r.contact, mask=sample, rmssd=False)
         if now >= self._hold_until or s.target_gen != self._hold_gen:
+            if not advanced:
+                s.advance(now)
+                advanced = True
             self._hold_lost(now)
         due = []
         for g in self.groups:
@@ -174,6 +188,8 @@ class BatchSession:
                 g.next_decision = now + g.interval
                 due.append(g)
         if due:
+            if not advanced:
+                s.advance(now)
             m = np.zeros(p.n, bool)
             for g in due:
                 m[g.lanes] = True
