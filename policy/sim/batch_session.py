@@ -203,16 +203,17 @@ class BatchSession:
         lane whose signal is not lost now becomes lost: after the hold a lost lane's target is at or
         below its intensity, and the ramp moves intensity toward the target, never past it; readings only
         end losses; and a lane not lost now cannot become lost before its last valid reading plus
-        ``lost_after_s`` (the earliest of those, with a margin for rounding, is when to look again; a lane
-        whose loss ends later has its last valid reading later than any of them). So the ticks in
-        between skip it, with the same targets to the bit."""
+        ``lost_after_s`` (the earliest of those, with a margin for rounding, is when to look again); a lane
+        whose loss ends later has its last valid reading after ``now``, so it cannot be lost again before
+        ``now + lost_after_s``, which bounds the time to look again when every lane is lost now. So the
+        ticks in between skip it, with the same targets to the bit."""
         s = self.s
         lost = s.lost(now)
         if lost.any():  # elsewhere the hold leaves every target as it is
             s.set_target(lost_hold(s.target, s.intensity, lost))
         b = s.bank
         tv = b.t_valid[~lost]
-        self._hold_until = float(tv.min()) + b.cfg.lost_after_s - 1e-6 if len(tv) else np.inf
+        self._hold_until = min(float(tv.min()) if len(tv) else now, now) + b.cfg.lost_after_s - 1e-6
         self._hold_gen = s.target_gen
 
     def _tick_post(self) -> None:
