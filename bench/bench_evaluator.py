@@ -91,8 +91,10 @@ def per_core(a, work: float) -> None:
     cpu_ratio = runs["reference"]["cpu"] / runs["this checkout"]["cpu"]
     ra, rb = runs["reference"]["result"], runs["this checkout"]["result"]
     same = json.dumps(ra) == json.dumps(rb)
-    print(f"  per core: {ratio:.2f}× the reference ({cpu_ratio:.2f}× per CPU-second; goal ≥ 3×: "
-          f"{'met' if ratio >= 3 else 'NOT met'}); results "
+    # the verdict takes the lower of the two: on a loaded machine the wall-clock ratio depends on how much
+    # of a core each child was given, which can flatter either checkout
+    print(f"  per core: {ratio:.2f}× the reference ({cpu_ratio:.2f}× per CPU-second; goal ≥ 3× by both: "
+          f"{'met' if min(ratio, cpu_ratio) >= 3 else 'NOT met'}); results "
           f"{'identical' if same else f'differ, largest metric difference {max_difference(ra, rb):.4f}'}")
 
 
