@@ -180,8 +180,12 @@ def parse_hierarchy(data: dict, where: str = "<hierarchy>") -> Hierarchy:
     for i in range(1, len(levels)):
         if levels[i].intensity <= levels[i - 1].intensity:
             raise HierarchyError(f"{where}: level[{i}].intensity must be above level[{i-1}]'s")
-    if levels[0].intensity != 0.0 or levels[-1].intensity != 1.0:
-        raise HierarchyError(f"{where}: the first level must be at intensity 0 and the last at 1")
+    if levels[0].intensity != 0.0:
+        raise HierarchyError(f"{where}: level[0].intensity is {levels[0].intensity:g}: the first level must be at "
+                             "intensity 0 and the last at 1")
+    if levels[-1].intensity != 1.0:
+        raise HierarchyError(f"{where}: level[{len(levels) - 1}].intensity is {levels[-1].intensity:g}: the first "
+                             "level must be at intensity 0 and the last at 1")
     name = data.get("name", scene)
     if not isinstance(name, str):
         raise HierarchyError(f"{where}: field 'name' must be a string, not {name!r}")

@@ -9,7 +9,7 @@ import tomllib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scenes.hierarchy import PARAMS, HierarchyError, hierarchy_path, load_hierarchy, parse_hierarchy
@@ -70,6 +70,8 @@ junk = st.one_of(st.none(), st.booleans(), st.integers(-5, 500), st.floats(allow
 @settings(max_examples=150, deadline=None)
 @given(level=st.integers(0, 10), key=st.sampled_from(["name", "intensity", "params", "height_m", "wind", "railing"]),
        value=junk)
+@example(level=0, key="intensity", value=0.0625)  # the first level off 0: the message names it
+@example(level=10, key="intensity", value=0.99)  # the last level off 1
 def test_any_junk_value_is_refused_cleanly_or_accepted_valid(level, key, value):
     d = copy.deepcopy(shipped("heights"))
     if key in ("name", "intensity", "params"):
