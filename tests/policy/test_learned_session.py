@@ -100,9 +100,9 @@ def test_decisions_carry_observation_and_probabilities(scene, tmp_path):
     for d in decisions:
         assert d["who"] in ("policy", "shield")
         info = json.loads(d["info"])
-        # the shipped policies were trained on observation version 1: its 12 inputs, by name
+        # the shipped policies are trained on observation version 2: every input, the course included
         assert len(info["obs"]) == len(s.controller.inputs) == len(meta["controller_info"]["inputs"])
-        assert list(s.controller.inputs) == list(VECTOR_FIELDS[:12])
+        assert list(s.controller.inputs) == list(VECTOR_FIELDS)
         assert all(np.isfinite(info["obs"]))
         for p in info["probs"]:
             assert sum(p) == pytest.approx(1.0, abs=1e-4)
