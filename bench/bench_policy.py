@@ -3,7 +3,7 @@ for every model structure, both sensors and every example population, each met o
 
     python bench/bench_policy.py [--patients 200] [--seed 777] [--scenes heights,crowds]
                                  [--policy-dir DIR] [--workers 2] [--write-card]
-                                 [--parts chest,optical,populations]
+                                 [--parts chest,optical,populations] [--compare-dir policy/models]
 
 For each scene it runs, as child processes, exactly the commands anyone can run (printed with
 the table):
@@ -27,6 +27,11 @@ The goals (held-out patients, per row):
 4. approach-test steps passed ≥ the ladder's − 0.25;
 5. SUDS questions ≤ 0.5 per minute in VR (never two within 60 s: the shield's question budget,
    tests/policy/test_shield_asks.py).
+
+``--compare-dir DIR`` judges a second set of policies (e.g. the shipped ones, ``policy/models``) on
+the same patients against the same baselines: one more ``evaluate --controllers policy`` per command
+(evaluate gives each controller the same random numbers whichever others run), a second table, and
+the goals met and the overwhelm and escapes of both, pooled over the rows.
 
 ``--write-card`` writes the result into the model card (``card.json``: ``goals``) of the policy
 judged (the shipped one, or ``--policy-dir``), so :func:`policy.learned.goals_met` can decide
@@ -90,8 +95,12 @@ def _f(x) -> str:
     return "–" if x is None else f"{x:.2f}"
 
 
-def run_eval(scene: str, args, structure: str | None, population: str | None, shown_population: str | None = None):
-    cmd = [sys.executable, "-m", "engine", "evaluate", "--controllers", CONTROLLERS,
+def run_eval(scene: str, args, structure: str | None, population: str | None, shown_population: str | None = None,
+             controllers: str = CONTROLLERS, policy_dir: str | None = None):
+    """Run one ``exposure evaluate`` as a child process: (its JSON, the command as shown, seconds).
+    ``policy_dir`` (default ``--policy-dir``) is where the judged policy comes from."""
+    policy_dir = policy_dir if policy_dir is not None else args.policy_dir
+    cmd = [sys.executable, "-m", "engine", "evaluate", "--controllers", controllers,
            "--patients", str(args.patients), "--scene", scene, "--seed", str(args.seed),
            *(["--structure", structure] if structure else []), "--json", "--no-progress"]
     if population:
@@ -99,8 +108,8 @@ def run_eval(scene: str, args, structure: str | None, population: str | None, sh
     if args.workers:
         cmd += ["--workers", str(args.workers)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if args.policy_dir:
-        env["EXPOSURE_POLICY_DIR"] = str(Path(args.policy_dir).resolve())
+    if policy_dir:
+        env["EXPOSURE_POLICY_DIR"] = str(Path(policy_dir).resolve())
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if p.returncode != 0:
@@ -108,7 +117,7 @@ def run_eval(scene: str, args, structure: str | None, population: str | None, sh
     shown = ["exposure", *(c for c in cmd[3:] if c not in ("--no-progress",))]
     if population and shown_population:
         shown = [shown_population if c == population else c for c in shown]
-    prefix = f"EXPOSURE_POLICY_DIR={args.policy_dir} " if args.policy_dir else ""
+    prefix = f"EXPOSURE_POLICY_DIR={policy_dir} " if policy_dir else ""
     return json.loads(p.stdout), prefix + " ".join(shown), time.monotonic() - t0
 
 
@@ -118,10 +127,22 @@ def example_populations() -> list[str]:
     return [n for n in shipped_populations() if n != "default"]
 
 
-def scene_table_rows(scene: str, args, optical: Path) -> tuple[list[tuple[str, dict]], list[str]]:
-    """[(row name, {controller: metrics})] and the commands that produced them."""
-    rows, cmds = [], []
+def scene_table_rows(scene: str, args, optical: Path) -> tuple[list[tuple[str, dict]], list[str], list, list]:
+    """[(row name, {controller: metrics})] and the commands that produced them; with ``--compare-dir``
+    also the rows of the policy in that folder (its own ``evaluate --controllers policy`` run on the
+    same patients: evaluate gives every controller the same random numbers, whichever others run) set
+    against the same baselines, and its commands."""
+    rows, cmds, alt_rows, alt_cmds = [], [], [], []
     parts = set(args.parts.split(","))
+
+    def also(name_of, data, *where):
+        if not args.compare_dir:
+            return
+        alt, cmd, secs = run_eval(scene, args, *where, controllers="policy", policy_dir=args.compare_dir)
+        alt_cmds.append(f"{cmd}  ({secs:.0f} s)")
+        for name, res, alt_res in name_of(data, alt):
+            alt_rows.append((name, {**res, "policy": alt_res["policy"]}))
+
     for sensor, pop, shown in (("chest", None, None), ("optical", str(optical), "OPTICAL.toml")):
         if sensor not in parts:
             continue
@@ -129,12 +150,17 @@ def scene_table_rows(scene: str, args, optical: Path) -> tuple[list[tuple[str, d
         cmds.append(f"{cmd}  ({secs:.0f} s)")
         for st, v in data["structures"].items():
             rows.append((f"default · {st} · {sensor}", v["controllers"]))
+        also(lambda d, a, sensor=sensor: [(f"default · {st} · {sensor}", v["controllers"],
+                                           a["structures"][st]["controllers"]) for st, v in d["structures"].items()],
+             data, "all", pop, shown)
     for name in example_populations() if "populations" in parts else []:
         data, cmd, secs = run_eval(scene, args, None, name)
         cmds.append(f"{cmd}  ({secs:.0f} s)")
         st = data["settings"]
-        rows.append((f"{name} · {st.get('structure')} · {st.get('sensor')}", data["controllers"]))
-    return rows, cmds
+        row = f"{name} · {st.get('structure')} · {st.get('sensor')}"
+        rows.append((row, data["controllers"]))
+        also(lambda d, a, row=row: [(row, d["controllers"], a["controllers"])], data, None, name)
+    return rows, cmds, alt_rows, alt_cmds
 
 
 def print_table(rows: list[tuple[str, dict]]) -> dict:
@@ -151,6 +177,28 @@ def print_table(rows: list[tuple[str, dict]]) -> dict:
                 summary[k]["met"] = False
                 summary[k]["missed"].append(name)
     return summary
+
+
+def print_summary(summary: dict, n_rows: int) -> None:
+    for k, v in summary.items():
+        missed = len(v["missed"])
+        print(f"- goal {k}: " + ("met in every row" if v["met"] else
+                                 f"NOT met in {missed} rows (met in {n_rows - missed} of {n_rows})"))
+
+
+def print_safety(scene: str, rows: list, alt_rows: list, compare_dir: str) -> None:
+    """Goals met, and overwhelm and escapes pooled over the rows, of the judged policy and the compared one."""
+    def pooled(rs):
+        met = sum(ok for _, res in rs for ok, _ in goal_row(res).values())
+        over = np.mean([res["policy"]["overwhelm_s_per_session"] for _, res in rs])
+        esc = np.mean([res["policy"]["escapes_per_patient"] for _, res in rs])
+        resp = np.mean([res["policy"]["responder_rate"] for _, res in rs])
+        return met, over, esc, resp
+    n = len(rows) * len(GOALS)
+    for label, rs in (("judged", rows), (compare_dir, alt_rows)):
+        met, over, esc, resp = pooled(rs)
+        print(f"- {scene} {label}: goals met in {met} of {n} row-goals; mean over rows: overwhelm {over:.2f} "
+              f"s/session, escapes {esc:.3f} per patient, responders {resp:.3f}")
 
 
 def inference_cost(scene: str) -> dict:
@@ -222,6 +270,9 @@ def main() -> None:
     ap.add_argument("--policy-dir", default=None,
                     help="judge the candidate policies in this folder (SCENE/policy.npz, card.json) instead of "
                          "the shipped ones (sets EXPOSURE_POLICY_DIR for the commands)")
+    ap.add_argument("--compare-dir", default=None,
+                    help="also judge the policies in this folder (e.g. policy/models, the shipped ones) on the same "
+                         "patients against the same baselines (one extra 'evaluate --controllers policy' per command)")
     ap.add_argument("--write-card", action="store_true", help="write the goals into the judged policy's card.json")
     ap.add_argument("--parts", default="chest,optical,populations",
                     help="rows to run: chest, optical (every structure with that sensor), populations (default: all; "
@@ -239,14 +290,23 @@ def main() -> None:
     print("\nOPTICAL.toml = `sensor = \"optical\"` (the default population with an optical sensor)")
     for scene in args.scenes.split(","):
         print(f"\n## {scene}\n")
-        rows, cmds = scene_table_rows(scene, args, optical)
+        rows, cmds, alt_rows, alt_cmds = scene_table_rows(scene, args, optical)
         summary = print_table(rows)
         print("\nCommands:\n")
         for c in cmds:
             print(f"    {c}")
         print()
-        for k, v in summary.items():
-            print(f"- goal {k}: {'met in every row' if v['met'] else 'NOT met in ' + str(len(v['missed'])) + ' rows'}")
+        print_summary(summary, len(rows))
+        if args.compare_dir:
+            print(f"\n### {scene}: the policy in {args.compare_dir}, on the same patients and baselines\n")
+            alt = print_table(alt_rows)
+            print("\nCommands (the baselines are those of the table above):\n")
+            for c in alt_cmds:
+                print(f"    {c}")
+            print()
+            print_summary(alt, len(alt_rows))
+            print()
+            print_safety(scene, rows, alt_rows, args.compare_dir)
         c = inference_cost(scene)
         print(f"- inference N = 1: {c['us_per_decision']:.1f} µs per decision ({c['x_reference_tanh']:.1f}× one "
               f"np.tanh over the input); under 1 ms: {'yes' if c['us_per_decision'] < 1000 else 'NO'}")

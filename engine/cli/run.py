@@ -17,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("--sensor", default="sim://", help="HR source URL: sim://?seed=7, ble://Polar%%20H10, "
                    "serial:///dev/ttyUSB0?baud=115200&format=csv, replay://SESSION (default sim://)")
     p.add_argument("--controller", default="", help="policy, ladder, suds, hr-band, hr-pid "
-                   "(default: the shipped policy when present, else a baseline)")
+                   "(default: the learned policy only when its model card shows every goal met for the "
+                   "scene, otherwise the safest clinical baseline; the run prints which and why)")
     p.add_argument("--display", default="auto", choices=("auto", "window", "headset", "offscreen", "none"),
                    help="auto: a window if there is a display, else offscreen; none: no scene")
     p.add_argument("--duration", default="45m", help="session length, e.g. 45m, 90s (default 45m)")

@@ -19,11 +19,48 @@ class ConfigError(ExposureError, ValueError):
     """A session setting that cannot be used; the message names the option."""
 
 
-#: The default when the learned policy has not earned it: the safest clinical baseline on virtual
-#: patients — the HR band had no overwhelm, no escapes and the lowest dropout in both scenes
-#: (300 held-out patients × 6 × 40 min, seed 777; docs/results.md), as the SUDS protocol did,
-#: with more responders and without asking the patient for ratings.
-SAFEST_BASELINE = "hr-band"
+#: Goal 2's tolerances: differences of overwhelm and escapes within these count as ties.
+SAFETY_TIES = {"overwhelm_s_per_session": 0.1, "escapes_per_patient": 0.01}
+#: The clinical baselines the safest is chosen from (goal 2's: the HR PID is not a clinical rule).
+CLINICAL_BASELINES = ("ladder", "suds", "hr-band")
+
+
+def safest_baseline(metrics: dict[str, dict]) -> str:
+    """The safest clinical baseline of one evaluation (``{controller: metrics}``, as ``exposure
+    evaluate --json`` gives them), by the rule of the policy page: the fewest overwhelm seconds per
+    session and escapes per patient among the ladder, the SUDS protocol and the HR band, where a
+    difference within goal 2's tolerance (0.1 s per session, 0.01 escapes per patient) is a tie;
+    ties are broken by responders. A baseline is out when another is safer by more than the
+    tolerance on one measure and not less safe beyond it on the other."""
+    names = [n for n in CLINICAL_BASELINES if n in metrics]
+    if not names:
+        raise ValueError(f"no clinical baseline among {sorted(metrics)}: need one of {', '.join(CLINICAL_BASELINES)}")
+
+    def safer(a: str, b: str) -> bool:  # a is safer than b beyond the tolerance
+        d = {k: metrics[b][k] - metrics[a][k] for k in SAFETY_TIES}
+        return (any(d[k] > tol + 1e-12 for k, tol in SAFETY_TIES.items())
+                and all(d[k] >= -tol - 1e-12 for k, tol in SAFETY_TIES.items()))
+
+    safest = [n for n in names if not any(safer(o, n) for o in names if o != n)]
+    return max(safest, key=lambda n: (metrics[n]["responder_rate"], -metrics[n]["overwhelm_s_per_session"]))
+
+
+#: The default when the learned policy has not earned it, per scene: the safest clinical baseline
+#: on virtual patients by :func:`safest_baseline`, applied to the three baselines on 1,000 patients
+#: × 6 × 40 min (seed 0, the calibration's course protocol) and on 300 held-out ones (seed 777),
+#: pooled (1,300 patients): the SUDS protocol in both scenes. In crowds the 300 alone tie it with
+#: the HR band (neither overwhelmed anyone), the 1,000 and the pooled figures do not. Figures and
+#: commands: docs/results.md, "Which controller is the default". It waits at its level while a
+#: question is unanswered (tests/policy/test_default_suds_unanswered.py).
+SAFEST_BASELINE = {"heights": "suds", "crowds": "suds"}
+SAFEST_WHY = {
+    "heights": ("the SUDS protocol, the safest clinical baseline on virtual patients: no overwhelm and no escapes, "
+                "against 0.20 s/session and 0.016 escapes per patient for the HR band (1,000 patients × 6 × 40 min), "
+                "at fewer responders (0.63, HR band 0.74)"),
+    "crowds": ("the SUDS protocol, the safest clinical baseline on virtual patients: no overwhelm and no escapes, "
+               "against 0.16 s/session and 0.016 escapes per patient for the HR band (1,000 patients × 6 × 40 min), "
+               "at fewer responders (0.61, HR band 0.73)"),
+}
 
 
 def default_controller(scene: str = "heights", models_dir: Path | None = None) -> tuple[str, str]:
@@ -34,8 +71,7 @@ def default_controller(scene: str = "heights", models_dir: Path | None = None) -
     ok, why = goals_met(scene, models_dir)
     if ok:
         return "policy", f"the learned policy: {why}"
-    return SAFEST_BASELINE, (f"the HR band, the safest clinical baseline on virtual patients; "
-                             f"not the learned policy: {why}")
+    return SAFEST_BASELINE[scene], f"{SAFEST_WHY[scene]}; not the learned policy: {why}"
 
 
 def default_sessions_dir() -> Path:

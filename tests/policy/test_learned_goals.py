@@ -88,3 +88,19 @@ def test_a_card_written_from_part_of_the_table_never_makes_the_policy_the_defaul
     bench.write_card("crowds", SimpleNamespace(seed=777, patients=10, parts="chest"), summary, rows, ["x  (1 s)"])
     ok, why = goals_met("crowds")
     assert not ok and "complete table" in why
+
+
+def test_compare_dir_judges_a_second_policy_on_the_same_patients_and_baselines(monkeypatch, tmp_path):
+    # the shipped policy judged twice, once as the policy and once through --compare-dir: the
+    # compared rows must carry the very same figures (evaluate gives every controller the same
+    # random numbers whichever others run), with the main run's baselines
+    monkeypatch.setattr(bench, "example_populations", lambda: ["low-overwhelm"])
+    args = SimpleNamespace(patients=3, seed=5, workers=1, policy_dir=None, parts="populations",
+                           compare_dir=str(Path(__file__).parents[2] / "policy" / "models"))
+    rows, cmds, alt_rows, alt_cmds = bench.scene_table_rows("crowds", args, tmp_path / "optical.toml")
+    assert [n for n, _ in rows] == [n for n, _ in alt_rows] == ["low-overwhelm · full · chest"]
+    (_, res), (_, alt) = rows[0], alt_rows[0]
+    assert set(alt) == set(res) == {"policy", "ladder", "suds", "hr-band", "hr-pid", "oracle"}
+    assert alt == res
+    assert "--controllers policy " in alt_cmds[0] and alt_cmds[0].startswith("EXPOSURE_POLICY_DIR=")
+    assert bench.goal_row(alt) == bench.goal_row(res)

@@ -1,10 +1,12 @@
 """A learned policy gets the inputs its bundle names, by name: a policy trained on observation
-version 1 (the shipped ones) acts exactly as before the course fields were added; a bundle whose
-inputs this software does not compute is refused with one clear line."""
+version 1 (the heights policy shipped until 2026-11-30, kept as a fixture) acts exactly as before the
+course fields were added; a bundle whose inputs this software does not compute is refused with one
+clear line."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,9 @@ from policy.controllers import ControllerError
 from policy.learned import LearnedController, shipped_bundle
 from policy.numpy_mlp import load_bundle
 from policy.observation import COURSE_FIELDS, VECTOR_FIELDS, empty_observation
+
+#: a real bundle trained on observation version 1 (tests/fixtures/README.md)
+V1 = Path(__file__).resolve().parents[1] / "fixtures" / "policy_v1_heights.npz"
 
 
 def _obs(n: int = 64, seed: int = 0):
@@ -27,10 +32,10 @@ def _obs(n: int = 64, seed: int = 0):
     return o
 
 
-def test_shipped_policy_sees_its_twelve_inputs_only():
-    actor = load_bundle(shipped_bundle("heights"))
+def test_a_version_1_policy_sees_its_twelve_inputs_only():
+    actor = load_bundle(V1)
     assert actor.meta["obs_version"] == 1 and actor.obs_dim == 12
-    c = LearnedController("heights")
+    c = LearnedController("heights", path=V1)
     assert c.inputs == VECTOR_FIELDS[:12]
     o = _obs()
     a = c.propose(o)
@@ -43,6 +48,20 @@ def test_shipped_policy_sees_its_twelve_inputs_only():
     assert np.array_equal(c.propose(o2).info["action"], a.info["action"])
 
 
+@pytest.mark.parametrize("scene", ["heights", "crowds"])
+def test_the_shipped_policies_see_every_input_the_course_included(scene):
+    actor = load_bundle(shipped_bundle(scene))
+    assert actor.meta["obs_version"] == 2 and actor.obs_dim == len(VECTOR_FIELDS)
+    c = LearnedController(scene)
+    assert c.inputs == VECTOR_FIELDS
+    o, o2 = _obs(), _obs()
+    for name in COURSE_FIELDS:
+        setattr(o2, name, np.zeros(o2.n))
+    # the course fields reach the actor: its action probabilities move with them
+    p1, p2 = c.propose(o).info["probs"], c.propose(o2).info["probs"]
+    assert max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(p1, p2, strict=True)) > 1e-3
+
+
 @pytest.mark.parametrize("meta, needle", [
     ({"obs_version": 3}, "trained on observation version 3/1, this software computes 2/1: retrain it"),
     ({"inputs": None}, "does not name its inputs"),
@@ -50,7 +69,7 @@ def test_shipped_policy_sees_its_twelve_inputs_only():
     ({"inputs": list(VECTOR_FIELDS[:11])}, "do not fit its metadata"),
 ])
 def test_bundles_that_do_not_fit_are_refused(meta, needle):
-    actor = load_bundle(shipped_bundle("heights"))
+    actor = load_bundle(V1)
     bad = replace(actor, meta={**actor.meta, **meta})
     with pytest.raises(ControllerError) as e:
         LearnedController("heights", actor=bad)
