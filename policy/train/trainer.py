@@ -366,8 +366,8 @@ def _card(cfg: TrainConfig, ev, base: dict, train_s: float, run_steps: int, env_
                       f" --widen {cfg.widen:g}" + (f" --max-minutes {cfg.max_minutes:g}" if cfg.max_minutes else "")
                       + (f" --population {cfg.population}" if cfg.population else "")),
         "caveat": ("Judged on virtual patients only: a simulation built from published figures and "
-                   "assumptions (shared/PATIENT_MODEL.md), not on people. It is not evidence of "
-                   "clinical benefit or safety."),
+                   "assumptions (docs/patients.md and docs/calibration.md in the repository), not on people. "
+                   "It is not evidence of clinical benefit or safety."),
     }
 
 

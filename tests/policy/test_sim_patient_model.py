@@ -161,7 +161,7 @@ def test_heart_rate_concordance_and_scene_response():
     rise = s1.hr - s0.hr
     hi, lo = p.concordance > 0.8, p.concordance < 0.35
     assert np.median(rise[hi]) > np.median(rise[lo]) + 3
-    assert 5 < np.median(rise) < 20  # single digits to ~15 bpm (PATIENT_MODEL)
+    assert 5 < np.median(rise) < 20  # single digits to ~15 bpm (docs/calibration.md, hr-rise)
     assert np.all(s1.hr < p.max_hr)
 
 

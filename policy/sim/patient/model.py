@@ -5,7 +5,7 @@ several controllers side by side see the same patients with the same random numb
 function takes explicit arrays and returns new ones; all randomness comes from
 :mod:`.noise`, keyed by (patient, session, second, channel).
 
-Hidden state per patient (see shared/PATIENT_MODEL.md):
+Hidden state per patient (docs/patients.md; the evidence and its calibration: docs/calibration.md):
   V(u)  original fear association, logistic in the effective intensity u (severity, midpoint, slope)
   I     safety memory (``State.safety``): inhibition share in [0, 1) over intensity bins; learned at a rate shaped as
         an inverted U around the optimal arousal; partly lost between sessions; what was learned at an
