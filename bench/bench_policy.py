@@ -261,6 +261,17 @@ def write_card(scene: str, args, summary: dict, rows: list, cmds: list[str]) -> 
     return path
 
 
+def print_part(rows, cmds, heading: str):
+    """One goal table, the commands that made it and its summary; returns the summary."""
+    summary = print_table(rows)
+    print(f"\n{heading}\n")
+    for c in cmds:
+        print(f"    {c}")
+    print()
+    print_summary(summary, len(rows))
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=200, help="virtual patients per row (default 200)")
@@ -291,20 +302,10 @@ def main() -> None:
     for scene in args.scenes.split(","):
         print(f"\n## {scene}\n")
         rows, cmds, alt_rows, alt_cmds = scene_table_rows(scene, args, optical)
-        summary = print_table(rows)
-        print("\nCommands:\n")
-        for c in cmds:
-            print(f"    {c}")
-        print()
-        print_summary(summary, len(rows))
+        summary = print_part(rows, cmds, "Commands:")
         if args.compare_dir:
             print(f"\n### {scene}: the policy in {args.compare_dir}, on the same patients and baselines\n")
-            alt = print_table(alt_rows)
-            print("\nCommands (the baselines are those of the table above):\n")
-            for c in alt_cmds:
-                print(f"    {c}")
-            print()
-            print_summary(alt, len(alt_rows))
+            print_part(alt_rows, alt_cmds, "Commands (the baselines are those of the table above):")
             print()
             print_safety(scene, rows, alt_rows, args.compare_dir)
         c = inference_cost(scene)
