@@ -54,8 +54,6 @@ def _out_dir(out: Path | None) -> Path | None:
     out = Path(out).expanduser()
     try:
         make_private_dirs(out)  # what a replay writes holds patient data: new folders 0700, files 0600
-        if not out.is_dir():
-            raise NotADirectoryError(20, "not a folder")
     except OSError as e:
         raise UserError(f"cannot create --out {out}: {e.strerror}") from None
     return out

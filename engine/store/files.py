@@ -14,6 +14,7 @@ meta, samples, features, decisions, commands, suds, events, scene.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -102,6 +103,8 @@ def make_private_dirs(d: Path) -> Path:
                 raise
             continue  # made meanwhile by someone else: not ours to change
         os.chmod(m, 0o700)
+    if not d.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(d))
     return d
 
 
@@ -445,8 +448,10 @@ class SessionInfo:
         }
 
 
-# sqlite3 raises UnicodeDecodeError for a damaged schema whose error text is not UTF-8
-_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+# sqlite3 raises UnicodeDecodeError for a damaged schema whose error text is not UTF-8, and
+# MemoryError for SQLITE_NOMEM, which a damaged record claiming a huge size gives (session files are
+# small: reading one never needs the memory a real shortage would be)
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError, MemoryError)
 
 
 def _text(b: bytes) -> str:
