@@ -68,6 +68,8 @@ class BatchSession:
     def __init__(self, params: model.Params, table: SceneTable, groups: list[tuple[Controller, SafetyShield | None]],
                  config: DynamicsConfig | None = None, features: FeatureConfig | None = None, seed: int = 0):
         self.p = params
+        #: (params, intensity) the effective intensity ``seen_u`` was computed from (see _see)
+        self._seen_from: tuple | None = None
         self.table = table
         self.cfg = config or DynamicsConfig()
         self.fcfg = features or FeatureConfig()
@@ -225,7 +227,7 @@ class BatchSession:
         s = self.s
         # the effective intensity is a function of the intensity and the patients' parameters alone:
         # while neither changed (a ramp at rest) it is not computed again
-        seen = self.__dict__.get("_seen_from")
+        seen = self._seen_from
         if seen is None or seen[0] is not self.p:
             self.seen_u = model.effective_intensity(self.p, s.intensity, self.table.params_at(s.intensity))
             self._seen_from = (self.p, s.intensity.copy())

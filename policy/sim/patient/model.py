@@ -316,6 +316,15 @@ def _sig1(x):
 
 
 @numba.njit(cache=True, inline="always")
+def _gauss_bins(seen, width, out):
+    """exp(−((bin − seen)/width)²) at each of the model's bins: how far learning or habituation at
+    effective intensity ``seen`` reaches each bin."""
+    for b in range(len(out)):
+        d = (BINS[b] - seen) / width
+        out[b] = math.exp(-(d * d))
+
+
+@numba.njit(cache=True, inline="always")
 def _rr_normals(ub, z, nbeats):
     """The normals of the RR intervals of ``nbeats`` (1..3) beats into z[4:7], from the uniforms ``ub``
     (Box–Muller: the fourth pair, then the cosine of the fifth)."""
@@ -362,15 +371,10 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
     z_all = np.empty((nk, 7))
     # the two Gaussian kernels over the bins at seen = 0 (out of VR, or nothing shown): the same
     # expressions as below, taken once
-    hk0 = np.empty(nb_)
-    kern0 = np.empty((nb_, 2))
-    for b in range(nb_):
-        d = (BINS[b] - 0.0) / H_WIDTH
-        hk0[b] = math.exp(-(d * d))
-        d = (BINS[b] - 0.0) / 0.15
-        kern0[b, 0] = math.exp(-(d * d))
-        d = (BINS[b] - 0.0) / 0.06
-        kern0[b, 1] = math.exp(-(d * d))
+    hk0, kern0, kern0_abrupt = np.empty(nb_), np.empty(nb_), np.empty(nb_)
+    _gauss_bins(0.0, H_WIDTH, hk0)
+    _gauss_bins(0.0, 0.15, kern0)
+    _gauss_bins(0.0, 0.06, kern0_abrupt)
     drift_all = np.empty(nk)  # the slow drift of resting HR: a function of the patient and the second
     for kk in range(nk):
         drift_all[kk] = 1.5 * math.sin(6.283185307179586 * (second / 900.0 + severity[kk] * 7.0))
@@ -418,12 +422,10 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
             for b in range(nb_):
                 H1[i, b] = H0[i, b]
         else:
-            for b in range(nb_):
-                if seen == 0.0:
-                    hk[b] = hk0[b]
-                else:
-                    d = (BINS[b] - seen) / H_WIDTH
-                    hk[b] = math.exp(-(d * d))
+            if seen == 0.0:
+                hk[:] = hk0
+            else:
+                _gauss_bins(seen, H_WIDTH, hk)
             # normalised so that habituation at the intensity shown accrues at the patient's own rate
             # wherever that intensity falls between the bins
             hnorm = _interp1(hk, seen)
@@ -449,12 +451,11 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         # (no hazard, and no exponential, more than 10 below the threshold: min(0.5, ·)·0 is 0)
         haz = min(0.5, 0.02 * math.exp((A - escape[i]) / 2.5)) if A > escape[i] - 10.0 else 0.0
         esc = not out_vr and ub[U_ESCAPE] < haz
+        if seen == 0.0:
+            kern[:] = kern0_abrupt if structure == 4 else kern0
+        else:
+            _gauss_bins(seen, width, kern)
         for b in range(nb_):
-            if seen == 0.0:
-                kern[b] = kern0[b, 1 if structure == 4 else 0]
-            else:
-                d = (BINS[b] - seen) / width
-                kern[b] = math.exp(-(d * d))
             sf = safety0[i, b] + (rate * kern[b]) * (1.0 - safety0[i, b])
             if structure != 3:  # sensitisation above the overwhelm threshold erodes the safety memory
                 sf = sf - (0.002 * over_f) * kern[b] * sf
