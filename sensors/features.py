@@ -278,118 +278,15 @@ def _absdiff(a, b):
 
 
 @numba.njit(cache=True)
-def _resort(row):
-    """Insertion sort of one lane's differences (after a change the shifts below do not cover)."""
-    for j in range(1, len(row)):
-        v = row[j]
+def _resort(ds, i):
+    """Insertion sort of lane ``i``'s differences (after a change the shifts below do not cover)."""
+    for j in range(1, ds.shape[1]):
+        v = ds[i, j]
         m = j - 1
-        while m >= 0 and row[m] > v:
-            row[m + 1] = row[m]
+        while m >= 0 and ds[i, m] > v:
+            ds[i, m + 1] = ds[i, m]
             m -= 1
-        row[m + 1] = v
-
-
-@numba.njit(cache=True, inline="always")
-def _replace_diff(row, old, new):
-    """One difference of a lane's sorted row, ``old``, becomes ``new``; the row stays sorted. The median
-    of the differences is then what sorting them afresh gives (the same numbers), at O(w) per beat
-    rather than O(w²) per update."""
-    m = len(row)
-    k = 0
-    while k < m and row[k] != old:
-        k += 1
-    if k == m:  # not there (cannot happen while the row mirrors the buffer): sort afresh
-        row[m - 1] = new
-        _resort(row)
-        return
-    if new >= old:
-        while k + 1 < m and row[k + 1] < new:
-            row[k] = row[k + 1]
-            k += 1
-    else:
-        while k > 0 and row[k - 1] > new:
-            row[k] = row[k - 1]
-            k -= 1
-    row[k] = new
-
-
-@numba.njit(cache=True, inline="always")
-def _finalise(i, x, ok, reset, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed):
-    """Interval ``x`` of lane ``i`` is settled: accepted where ``ok``, else an artefact (NaN in the
-    buffer: RMSSD uses successive differences only, an artefact breaks the chain)."""
-    ref = rr_mean[i]
-    last_ok[i] = x if ok else np.nan
-    last_ref[i] = ref
-    w = rr_buf.shape[1]
-    if w >= 2:  # the oldest difference leaves the window, one between the last interval and x enters
-        _replace_diff(ds[i], _absdiff(rr_buf[i, 0], rr_buf[i, 1]), _absdiff(rr_buf[i, w - 1], x if ok else np.nan))
-    nn_changed[1] = True
-    for j in range(w - 1):
-        rr_buf[i, j] = rr_buf[i, j + 1]
-    rr_buf[i, w - 1] = x if ok else np.nan
-    if ok:
-        rr_mean[i] = x if (math.isnan(ref) or reset) else 0.8 * ref + 0.2 * x
-        nn_count[i] += 1
-        nn_changed[0] = True
-
-
-@numba.njit(cache=True, inline="always")
-def _judge(i, x, got, bpm, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed, rej_run, rej_ref,
-           nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad, ectopic_long, pair_tol):
-    """Accept or reject interval ``x`` of lane ``i`` on its own: bounds, missed beat, jump."""
-    # A long interval after an accepted one that was shorter than its reference: a premature beat too close
-    # to the rhythm to be held, and its pause. Both are ectopic; the short one leaves the NN intervals again
-    # (it reached at most one HR update).
-    lr = np.inf if math.isnan(last_ref[i]) else last_ref[i]
-    if last_ok[i] < lr and x > lr + _dev(lr, ectopic_long, ectopic_mad, nn_mad[i]) and x < (2.0 - pair_tol) * lr:
-        w = rr_buf.shape[1]
-        if w >= 2:
-            _replace_diff(ds[i], _absdiff(rr_buf[i, w - 2], rr_buf[i, w - 1]), np.inf)
-        rr_buf[i, w - 1] = np.nan
-        rr_mean[i] = last_ref[i]
-        nn_changed[0] = True
-        counts[i, R_ECTOPIC] += 2
-        _finalise(i, x, False, False, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
-        return
-    in_bounds = x >= min_rr and x <= max_rr
-    ref = rr_mean[i]
-    have_ref = not math.isnan(ref)
-    refv = ref if have_ref else 1.0
-    mult = np.rint(x / refv)
-    missed = have_ref and mult >= 2 and abs(x - mult * refv) <= pair_tol * refv
-    jump = have_ref and abs(x - refv) > rr_jump * refv
-    # When the reported bpm disagrees with the old reference but agrees with x, the rhythm really changed:
-    # accept and re-anchor.
-    agrees_bpm = got and abs(60000.0 / (x if in_bounds else 1.0) - bpm) < 0.2 * bpm
-    ok = in_bounds and (not jump or agrees_bpm) and not missed
-    # A run of rejected intervals that agree with one another is a real change of rhythm the reference has
-    # not followed (e.g. no bpm reported): re-anchor on it. Missed or extra beats do not form such runs: a
-    # normal beat breaks them.
-    jumped = in_bounds and not ok
-    if jumped:
-        r = rej_ref[i]
-        if not math.isnan(r) and abs(x - r) <= 0.5 * rr_jump * r:
-            rej_run[i] += 1
-            rej_ref[i] = 0.5 * r + 0.5 * x
-        else:
-            rej_run[i] = 1
-            rej_ref[i] = x
-        if rej_run[i] >= rr_reanchor:
-            ok = True
-            jump = True
-            rej_run[i] = 0
-            rej_ref[i] = np.nan
-    else:
-        rej_run[i] = 0
-        rej_ref[i] = np.nan
-    if not ok:
-        if missed:
-            counts[i, R_MISSED] += 1
-        elif x > max_rr or (have_ref and x > refv):
-            counts[i, R_LONG] += 1
-        else:
-            counts[i, R_SHORT] += 1
-    _finalise(i, x, ok, jump, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+        ds[i, m + 1] = v
 
 
 @numba.njit(cache=True, inline="always")
@@ -434,6 +331,105 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
     n, w = rr_buf.shape
     nn_changed = np.zeros(2, np.bool_)  # [0]: a new NN interval, [1]: the buffer changed
     tmp = np.empty(w)
+
+    # The rules for one interval are inner functions of this kernel (numba inlines them) that use its arrays
+    # directly: written as functions taking the arrays as arguments, each call bound every array to a new
+    # name, and each binding cost an atomic increment and decrement of the array's reference count
+    # (numba's runtime) — about 20 atomic operations an interval, a sixth of the kernel's time.
+    def replace_diff(i, old, new):
+        """One difference of lane ``i``'s sorted row of ``ds``, ``old``, becomes ``new``; the row stays
+        sorted. The median of the differences is then what sorting them afresh gives (the same numbers), at
+        O(w) per beat rather than O(w²) per update."""
+        m = ds.shape[1]
+        k = 0
+        while k < m and ds[i, k] != old:
+            k += 1
+        if k == m:  # not there (cannot happen while the row mirrors the buffer): sort afresh
+            ds[i, m - 1] = new
+            _resort(ds, i)
+            return
+        if new >= old:
+            while k + 1 < m and ds[i, k + 1] < new:
+                ds[i, k] = ds[i, k + 1]
+                k += 1
+        else:
+            while k > 0 and ds[i, k - 1] > new:
+                ds[i, k] = ds[i, k - 1]
+                k -= 1
+        ds[i, k] = new
+
+    def finalise(i, x, ok, reset):
+        """Interval ``x`` of lane ``i`` is settled: accepted where ``ok``, else an artefact (NaN in the
+        buffer: RMSSD uses successive differences only, an artefact breaks the chain)."""
+        ref = rr_mean[i]
+        last_ok[i] = x if ok else np.nan
+        last_ref[i] = ref
+        if w >= 2:  # the oldest difference leaves the window, one between the last interval and x enters
+            replace_diff(i, _absdiff(rr_buf[i, 0], rr_buf[i, 1]), _absdiff(rr_buf[i, w - 1], x if ok else np.nan))
+        nn_changed[1] = True
+        for j in range(w - 1):
+            rr_buf[i, j] = rr_buf[i, j + 1]
+        rr_buf[i, w - 1] = x if ok else np.nan
+        if ok:
+            rr_mean[i] = x if (math.isnan(ref) or reset) else 0.8 * ref + 0.2 * x
+            nn_count[i] += 1
+            nn_changed[0] = True
+
+    def judge(i, x, got, bpm_i):
+        """Accept or reject interval ``x`` of lane ``i`` on its own: bounds, missed beat, jump."""
+        # A long interval after an accepted one that was shorter than its reference: a premature beat too
+        # close to the rhythm to be held, and its pause. Both are ectopic; the short one leaves the NN
+        # intervals again (it reached at most one HR update).
+        lr = np.inf if math.isnan(last_ref[i]) else last_ref[i]
+        if last_ok[i] < lr and x > lr + _dev(lr, ectopic_long, ectopic_mad, nn_mad[i]) and x < (2.0 - pair_tol) * lr:
+            if w >= 2:
+                replace_diff(i, _absdiff(rr_buf[i, w - 2], rr_buf[i, w - 1]), np.inf)
+            rr_buf[i, w - 1] = np.nan
+            rr_mean[i] = last_ref[i]
+            nn_changed[0] = True
+            counts[i, R_ECTOPIC] += 2
+            finalise(i, x, False, False)
+            return
+        in_bounds = x >= min_rr and x <= max_rr
+        ref = rr_mean[i]
+        have_ref = not math.isnan(ref)
+        refv = ref if have_ref else 1.0
+        mult = np.rint(x / refv)
+        missed = have_ref and mult >= 2 and abs(x - mult * refv) <= pair_tol * refv
+        jump = have_ref and abs(x - refv) > rr_jump * refv
+        # When the reported bpm disagrees with the old reference but agrees with x, the rhythm really
+        # changed: accept and re-anchor.
+        agrees_bpm = got and abs(60000.0 / (x if in_bounds else 1.0) - bpm_i) < 0.2 * bpm_i
+        ok = in_bounds and (not jump or agrees_bpm) and not missed
+        # A run of rejected intervals that agree with one another is a real change of rhythm the reference
+        # has not followed (e.g. no bpm reported): re-anchor on it. Missed or extra beats do not form such
+        # runs: a normal beat breaks them.
+        jumped = in_bounds and not ok
+        if jumped:
+            r = rej_ref[i]
+            if not math.isnan(r) and abs(x - r) <= 0.5 * rr_jump * r:
+                rej_run[i] += 1
+                rej_ref[i] = 0.5 * r + 0.5 * x
+            else:
+                rej_run[i] = 1
+                rej_ref[i] = x
+            if rej_run[i] >= rr_reanchor:
+                ok = True
+                jump = True
+                rej_run[i] = 0
+                rej_ref[i] = np.nan
+        else:
+            rej_run[i] = 0
+            rej_ref[i] = np.nan
+        if not ok:
+            if missed:
+                counts[i, R_MISSED] += 1
+            elif x > max_rr or (have_ref and x > refv):
+                counts[i, R_LONG] += 1
+            else:
+                counts[i, R_SHORT] += 1
+        finalise(i, x, ok, jump)
+
     for i in range(n):
         if active[i]:
             dt = max(t - t_last[i], 1e-6)
@@ -474,22 +470,18 @@ def _update_lanes(t, bpm, rr, has_rr, contact, active, a_slope, a_quality,
                         ext = not ect and abs(pair_sum - refv) <= pair_tol * refv
                         if ect or ext:
                             counts[i, R_ECTOPIC if ect else R_EXTRA] += 2
-                            _finalise(i, p, False, False, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
-                            _finalise(i, x, False, False, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed)
+                            finalise(i, p, False, False)
+                            finalise(i, x, False, False)
                             consumed = True
                         else:
-                            _judge(i, p, got, b, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed,
-                                   rej_run, rej_ref, nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad,
-                                   ectopic_long, pair_tol)
+                            judge(i, p, got, b)
                         pend[i] = np.nan
                     if not consumed:
                         ref = rr_mean[i]
                         if not math.isnan(ref) and x < ref - _dev(ref, hold_short, ectopic_mad, nn_mad[i]):
                             pend[i] = x
                         else:
-                            _judge(i, x, got, b, counts, rr_buf, ds, rr_mean, nn_count, last_ok, last_ref, nn_changed,
-                                   rej_run, rej_ref, nn_mad, min_rr, max_rr, rr_jump, rr_reanchor, ectopic_mad,
-                                   ectopic_long, pair_tol)
+                            judge(i, x, got, b)
             rejected = 0
             for r in range(counts.shape[1]):
                 rejected += counts[i, r]

@@ -323,3 +323,15 @@ def test_sim_feels_the_scene_parameters_or_falls_back_to_intensity():
         s.poll(60.0)
     assert b.fear == c.fear  # without the parameters it weighs, the model feels the intensity itself
     assert a.fear > b.fear + 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(seen=st.floats(0.0, 1.0), width=st.sampled_from([model.H_WIDTH, 0.15, 0.06]))
+def test_gaussian_reach_over_the_bins_is_the_direct_formula_within_its_tolerance(seen, width):
+    """The kernel's reach of learning or habituation over the bins (a product recurrence, three
+    exponentials) against one exponential per bin: relative 2e-14 at the widths of habituation and of
+    safety learning, 2e-13 at abrupt-no-transfer's narrow one (docs/scale.md)."""
+    out = np.empty(len(model.BINS))
+    model._gauss_bins(seen, width, out)
+    direct = np.exp(-(((model.BINS - seen) / width) ** 2))
+    np.testing.assert_allclose(out, direct, rtol=2e-13 if width < 0.1 else 2e-14, atol=0)
