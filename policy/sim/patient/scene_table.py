@@ -14,24 +14,31 @@ from __future__ import annotations
 
 import numpy as np
 
+
+def _unit(v):
+    """``v`` clipped to [0, 1]: np.clip's result without its Python-level checks (the effective
+    intensity is recomputed every simulated second for the patients whose intensity moved)."""
+    return np.minimum(np.maximum(v, 0.0), 1.0)
+
+
 #: per scene: (parameter, transform to [0, 1] felt intensity, default weight)
 FEATURES: dict[str, tuple[tuple[str, object, float], ...]] = {
     "heights": (
         ("height_m", lambda v: 1.0 - np.exp(-np.maximum(v, 0.0) / 10.0), 0.50),
-        ("edge_distance_m", lambda v: 1.0 - np.clip(v / 4.0, 0.0, 1.0), 0.20),
-        ("railing", lambda v: 1.0 - np.clip(v, 0.0, 1.0), 0.10),
-        ("floor_transparency", lambda v: np.clip(v, 0.0, 1.0), 0.15),
-        ("wind", lambda v: np.clip(v, 0.0, 1.0), 0.05),
+        ("edge_distance_m", lambda v: 1.0 - _unit(v / 4.0), 0.20),
+        ("railing", lambda v: 1.0 - _unit(v), 0.10),
+        ("floor_transparency", lambda v: _unit(v), 0.15),
+        ("wind", lambda v: _unit(v), 0.05),
     ),
     # minor features (wind, walking speed, noise) may calm or distract some patients: their
     # weights are signed (assumed); with the saturation of height this mis-orders the top levels
     # of a fixed hierarchy for some patients
     "crowds": (
         ("people", lambda v: 1.0 - np.exp(-np.maximum(v, 0.0) / 25.0), 0.35),
-        ("closest_m", lambda v: 1.0 - np.clip(v / 12.0, 0.0, 1.0), 0.30),
-        ("looking_share", lambda v: np.clip(v / 0.8, 0.0, 1.0), 0.20),
-        ("walk_speed", lambda v: np.clip(v - 0.8, 0.0, 1.0), 0.05),
-        ("noise", lambda v: np.clip(v, 0.0, 1.0), 0.10),
+        ("closest_m", lambda v: 1.0 - _unit(v / 12.0), 0.30),
+        ("looking_share", lambda v: _unit(v / 0.8), 0.20),
+        ("walk_speed", lambda v: _unit(v - 0.8), 0.05),
+        ("noise", lambda v: _unit(v), 0.10),
     ),
 }
 
@@ -55,4 +62,4 @@ def felt(scene: str, params: dict, weights: np.ndarray) -> np.ndarray:
     u = 0.0
     for j, (name, fn, _) in enumerate(FEATURES[scene]):
         u = u + weights[:, j] * fn(np.asarray(params[name], dtype=float))
-    return np.clip(u, 0.0, 1.0)
+    return _unit(u)
