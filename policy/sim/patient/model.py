@@ -264,7 +264,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
 
     The equations are :func:`_step_lanes` (compiled, per patient); this gathers their inputs."""
     n = p.n
-    pr = _step_params(p)
+    P, a_fear, _ = _step_params(p)
     breath = np.array([np.sin(6.283185307179586 * (second + k / 3.0) / 4.5) for k in range(3)])
     ns = State(A=np.empty(n), H=np.empty_like(s.H), S=np.empty(n), safety=np.empty_like(s.safety), cs=np.empty(n),
                hr=np.empty(n), hr_opt=np.empty(n), phase=np.empty(n), look=np.empty(n), dip=np.empty(n),
@@ -275,7 +275,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
                 in_vr=np.empty(n, bool))
     _step_lanes(p.keys, session, second, breath, STRUCTURES.index(p.structure), p.sensor == "chest",
                 p.dropout_per_s, np.asarray(u, dtype=float).reshape(n), np.asarray(asked, dtype=bool).reshape(n),
-                *pr, s.A, s.H, s.S, s.safety, s.cs, s.hr, s.hr_opt, s.phase, s.look, s.dip, s.u_slow, s.escaped,
+                P, a_fear, s.A, s.H, s.S, s.safety, s.cs, s.hr, s.hr_opt, s.phase, s.look, s.dip, s.u_slow, s.escaped,
                 s.drop_until, s.sess_over_s, s.sess_fear_sum, s.sess_vr_s, s.dropped, s.avoid,
                 ns.A, ns.H, ns.S, ns.safety, ns.cs, ns.hr, ns.hr_opt, ns.phase, ns.look, ns.dip, ns.u_slow, ns.escaped,
                 ns.drop_until, ns.sess_over_s, ns.sess_fear_sum, ns.sess_vr_s, ns.avoid,
@@ -283,31 +283,39 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
     return ns, r
 
 
-#: the parameters :func:`_step_lanes` takes, in its order
+#: the parameters :func:`_step_lanes` takes, as the columns of one matrix (patients × parameters): the
+#: population's, then those derived from them (``P_MAX_HR`` on). One matrix rather than an array per
+#: parameter: a patient's parameters sit together in memory, and the kernel keeps one pointer for all of
+#: them rather than two dozen it cannot hold in registers (about 4 % of the kernel's time, measured)
 _STEP_PARAMS = ("look_away_max", "look_away_mid", "suds_cost", "presence", "severity", "slope", "midpoint",
                 "habituation_half_life_min", "non_habituator", "optimal_arousal", "learning_rate", "overwhelm",
                 "escape", "cyber_susceptibility", "rest_hr", "hr_gain", "concordance", "scene_hr", "rmssd_rest",
                 "contact_delay_s")
+(P_LOOK_AWAY_MAX, P_LOOK_AWAY_MID, P_SUDS_COST, P_PRESENCE, P_SEVERITY, P_SLOPE, P_MIDPOINT, P_HALF_LIFE,
+ P_NON_HABITUATOR, P_OPTIMAL_AROUSAL, P_LEARNING_RATE, P_OVERWHELM, P_ESCAPE, P_CYBER, P_REST_HR, P_HR_GAIN,
+ P_CONCORDANCE, P_SCENE_HR, P_RMSSD_REST, P_CONTACT_DELAY_S, P_MAX_HR, P_SIG0, P_A_HR_UP, P_A_HR_DOWN) = range(24)
 
 
-def _step_params(p: Params) -> tuple:
-    """:func:`_step_lanes`'s parameter arrays (cached on the Params), with the exponentials of parameters
-    alone taken by numpy once: the figures the numpy model had, to the bit (numpy's SIMD exp rounds some
-    arguments differently from the C library's, which the kernel uses)."""
+def _step_params(p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_step_lanes`'s parameter matrix (the ``P_*`` columns), the fear's rise and fall per second,
+    and σ(−slope·midpoint) per lane (cached on the Params), with the exponentials of parameters alone taken
+    by numpy once: the figures the numpy model had, to the bit (numpy's SIMD exp rounds some arguments
+    differently from the C library's, which the kernel uses)."""
     c = p.__dict__.get("_step_cache")
     if c is None:
         sig0 = _sig(-p.slope * p.midpoint)
         a_hr_up = 1.0 - np.exp(-1.0 / p.hr_tau_up)
         a_hr_down = 1.0 - np.exp(-1.0 / p.hr_tau_down)
-        c = (*(np.ascontiguousarray(p.p[k], dtype=float) for k in _STEP_PARAMS), p.max_hr, sig0, a_hr_up, a_hr_down,
-             1.0 - np.exp(-1.0 / np.array([8.0, 30.0])))
+        cols = [p.p[k] for k in _STEP_PARAMS] + [p.max_hr, sig0, a_hr_up, a_hr_down]
+        P = np.ascontiguousarray(np.stack([np.asarray(x, dtype=float).reshape(p.n) for x in cols], axis=1))
+        c = (P, 1.0 - np.exp(-1.0 / np.array([8.0, 30.0])), np.ascontiguousarray(sig0, dtype=float))
         object.__setattr__(p, "_step_cache", c)  # Params is frozen; the cache follows from its arrays
     return c
 
 
 def _sig0(p: Params) -> np.ndarray:
     """σ(−slope·midpoint): the logistic of V(u) at u = 0, per lane."""
-    return _step_params(p)[len(_STEP_PARAMS) + 1]
+    return _step_params(p)[2]
 
 
 @numba.njit(cache=True)
@@ -352,10 +360,7 @@ def _rr_normals(ub, z, nbeats):
 
 
 @numba.njit(cache=True)
-def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s, u_in, asked,
-                look_away_max, look_away_mid, suds_cost, presence, severity, slope, midpoint, half_life,
-                non_habituator, optimal_arousal, learning_rate, overwhelm, escape, cyber, rest_hr, hr_gain,
-                concordance, scene_hr, rmssd_rest, contact_delay_s, max_hr, sig0, a_hr_up, a_hr_down, a_fear,
+def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s, u_in, asked, P, a_fear,
                 A0, H0, S0, safety0, cs0, hr0, hr_opt0, phase0, look0, dip0, u_slow0, escaped0, drop_until0,
                 over_s0, fear_sum0, vr_s0, dropped, avoid0,
                 A1, H1, S1, safety1, cs1, hr1, hr_opt1, phase1, look1, dip1, u_slow1, escaped1, drop_until1,
@@ -391,7 +396,7 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
     _gauss_bins(0.0, 0.06, kern0_abrupt)
     drift_all = np.empty(nk)  # the slow drift of resting HR: a function of the patient and the second
     for kk in range(nk):
-        drift_all[kk] = 1.5 * math.sin(6.283185307179586 * (second / 900.0 + severity[kk] * 7.0))
+        drift_all[kk] = 1.5 * math.sin(6.283185307179586 * (second / 900.0 + P[kk, P_SEVERITY] * 7.0))
         key = keys[kk]
         for j in range(N_UNIFORM):
             ub_all[kk, j] = noise.to_unit(noise.mix(counters[j] ^ key))
@@ -410,13 +415,13 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         u = 0.0 if out_vr else u_in[i]
         A = A0[i]
         # behaviour: looking down/away rises with fear and lowers what is seen
-        la_t = look_away_max[i] * _sig1((A - look_away_mid[i]) / 8.0)
+        la_t = P[i, P_LOOK_AWAY_MAX] * _sig1((A - P[i, P_LOOK_AWAY_MID]) / 8.0)
         look = min(max(look0[i] + (la_t + 0.05 * z_look - look0[i]) / 20.0, 0.0), 1.0)
         seen = u * (1.0 - 0.2 * look)
-        dip = suds_cost[i] if asked[i] else dip0[i] * 0.9355  # recovers with τ ≈ 15 s
-        pres = 0.0 if out_vr else (0.7 + 0.3 * presence[i]) * (1.0 - 0.4 * cs0[i]) * (1.0 - dip)
+        dip = P[i, P_SUDS_COST] if asked[i] else dip0[i] * 0.9355  # recovers with τ ≈ 15 s
+        pres = 0.0 if out_vr else (0.7 + 0.3 * P[i, P_PRESENCE]) * (1.0 - 0.4 * cs0[i]) * (1.0 - dip)
         # V(u): the fear association
-        V = _association1(seen, severity[i], avoid0[i], slope[i], midpoint[i], sig0[i])
+        V = _association1(seen, P[i, P_SEVERITY], avoid0[i], P[i, P_SLOPE], P[i, P_MIDPOINT], P[i, P_SIG0])
         # the acting safety memory: generalised downward (generalised()) but under abrupt-no-transfer
         m = -np.inf
         for b in range(nb_ - 1, -1, -1):
@@ -429,7 +434,7 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         A = min(max(A, 0.0), 100.0)
         # within-session habituation to what is shown, at a constant rate while afraid (Portelo 2021),
         # generalising a little to nearby intensities
-        k_h = LN2 / (half_life[i] * 60.0) * (0.1 if non_habituator[i] > 0.5 else 1.0)
+        k_h = LN2 / (P[i, P_HALF_LIFE] * 60.0) * (0.1 if P[i, P_NON_HABITUATOR] > 0.5 else 1.0)
         u_slow = u_slow0[i] + (seen - u_slow0[i]) / 60.0
         coef = k_h * min(A / 10.0, 1.0) * pres
         if coef == 0.0:  # no fear or no presence: nothing accrues (H0 + 0·finite is H0, to the bit)
@@ -452,18 +457,18 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
             rate = 2.0 * _interp1(H1[i], seen) * (1.0 if A > 10.0 else 0.0)
         else:
             # inverted U around the optimal arousal: wide below it, narrow above it
-            d = A - optimal_arousal[i]
+            d = A - P[i, P_OPTIMAL_AROUSAL]
             r = d / (U_BELOW if d < 0.0 else U_ABOVE)
             rate = math.exp(-0.5 * (r * r))
-        rate = learning_rate[i] * rate * pres
+        rate = P[i, P_LEARNING_RATE] * rate * pres
         width = 0.15
         if structure == 4:  # abrupt-no-transfer
             rate = rate * (1.0 if (seen - u_slow) < 0.08 else 0.0)
             width = 0.06
-        over_f = max(A - overwhelm[i], 0.0)
+        over_f = max(A - P[i, P_OVERWHELM], 0.0)
         # escape: hazard grows steeply near the escape threshold
         # (no hazard, and no exponential, more than 10 below the threshold: min(0.5, ·)·0 is 0)
-        haz = min(0.5, 0.02 * math.exp((A - escape[i]) / 2.5)) if A > escape[i] - 10.0 else 0.0
+        haz = min(0.5, 0.02 * math.exp((A - P[i, P_ESCAPE]) / 2.5)) if A > P[i, P_ESCAPE] - 10.0 else 0.0
         esc = not out_vr and ub[U_ESCAPE] < haz
         if seen == 0.0:  # (not a conditional expression: choosing an array costs a reference count)
             if structure == 4:
@@ -484,18 +489,18 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         escaped1[i] = escaped0[i] or esc
         # cybersickness: time × intensity, plus a part driven by anxiety alone
         vr = not out_vr
-        cs1[i] = cs0[i] + cyber[i] * (0.2 + 0.8 * u + 0.5 * A / 100.0) / 3600.0 * (1.0 - cs0[i]) if vr \
+        cs1[i] = cs0[i] + P[i, P_CYBER] * (0.2 + 0.8 * u + 0.5 * A / 100.0) / 3600.0 * (1.0 - cs0[i]) if vr \
             else cs0[i] * 0.99
         # heart
         drift = drift_all[i % nk]
-        hr_t = rest_hr[i] + hr_gain[i] * concordance[i] * A / 100.0 + scene_hr[i] * u + drift
-        hr = hr0[i] + (hr_t - hr0[i]) * (a_hr_up[i] if hr_t > hr0[i] else a_hr_down[i]) + 0.4 * z_hr
+        hr_t = P[i, P_REST_HR] + P[i, P_HR_GAIN] * P[i, P_CONCORDANCE] * A / 100.0 + P[i, P_SCENE_HR] * u + drift
+        hr = hr0[i] + (hr_t - hr0[i]) * (P[i, P_A_HR_UP] if hr_t > hr0[i] else P[i, P_A_HR_DOWN]) + 0.4 * z_hr
         hr = min(max(hr, 35.0), 215.0)
         hr_opt = hr_opt0[i] + (hr - hr_opt0[i]) * 0.1535  # optical lag, τ ≈ 6 s
         # beats and RR intervals in this second
         ph = phase0[i] + hr / 60.0
         nbeats = min(math.floor(ph) - math.floor(phase0[i]), 3.0)
-        rmssd = rmssd_rest[i] * math.exp(-0.8 * A / 100.0 - 0.01 * max(hr - rest_hr[i], 0.0))
+        rmssd = P[i, P_RMSSD_REST] * math.exp(-0.8 * A / 100.0 - 0.01 * max(hr - P[i, P_REST_HR], 0.0))
         jit = 3.0 if chest else 20.0
         base_rr = 60000.0 / hr
         sd = math.sqrt(rmssd * rmssd / 2.0 + jit * jit)
@@ -525,7 +530,7 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
         drop_until1[i] = du
         sent = not silent and not start
         if chest:
-            ok = second >= contact_delay_s[i]
+            ok = second >= P[i, P_CONTACT_DELAY_S]
             bpm[i] = np.rint(hr + 0.5 * z_bpm) if ok else np.rint(hr + 12.0 * z_bpm)
             contact[i] = 1 if ok else 0
             if not ok:
@@ -538,10 +543,10 @@ def _step_lanes(keys, session, isecond, breath, structure, chest, dropout_per_s,
             bpm[i] = np.nan
             for k in range(3):
                 rr[i, k] = np.nan
-        ov = vr and (A > overwhelm[i] or hr > 0.85 * max_hr[i])
-        hi_w = min(optimal_arousal[i] + WINDOW_HALF, overwhelm[i])
+        ov = vr and (A > P[i, P_OVERWHELM] or hr > 0.85 * P[i, P_MAX_HR])
+        hi_w = min(P[i, P_OPTIMAL_AROUSAL] + WINDOW_HALF, P[i, P_OVERWHELM])
         over[i] = ov
-        win[i] = vr and A >= optimal_arousal[i] - WINDOW_HALF and A <= hi_w
+        win[i] = vr and A >= P[i, P_OPTIMAL_AROUSAL] - WINDOW_HALF and A <= hi_w
         esc_now[i] = esc
         in_vr[i] = vr
         A1[i], hr1[i], hr_opt1[i], phase1[i], look1[i], dip1[i], u_slow1[i] = A, hr, hr_opt, ph - math.floor(ph), \
