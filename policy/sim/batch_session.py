@@ -12,6 +12,7 @@ the same patient and controller (tests/policy/test_patients_identity.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,8 +62,8 @@ class BatchSession:
 
     ``params`` are the patients' model parameters (``rep`` copies side by side, one per
     group); ``groups`` are (controller, shield) pairs, each driving N = L / len(groups) lanes.
-    Use :meth:`start_session`, then loop ``due = advance()`` → for each due group
-    :meth:`observation` → propose → :meth:`apply`, until :attr:`over`.
+    Use :meth:`start_session`, then for each group :meth:`decisions` yields: :meth:`observation` →
+    propose → :meth:`apply` (or loop ``due = advance()`` yourself, one decision at a time, as the env does).
     """
 
     def __init__(self, params: model.Params, table: SceneTable, groups: list[tuple[Controller, SafetyShield | None]],
@@ -145,6 +146,13 @@ class BatchSession:
             self._post_pending = True
             if due:
                 return due
+
+    def decisions(self) -> Iterator[Group]:
+        """The groups due to decide, one after another, until the session is over (:meth:`advance` and
+        its due groups, in a loop). Decide for each group (observation → propose → :meth:`apply`) before
+        taking the next."""
+        while due := self.advance():
+            yield from due
 
     def _tick_pre(self, now: float) -> list[Group]:
         """What the live session does in a tick: the sim source's poll and SUDS answer

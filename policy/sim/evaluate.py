@@ -153,19 +153,15 @@ def run_course(pop: Population, table: SceneTable, controllers: list[str | Contr
     for s in range(K):
         active = ~b.state.dropped
         b.start_session(dur, start)
-        while True:
-            due = b.advance()
-            if not due:
-                break
-            for g in due:
-                obs = b.observation(g)
-                if getattr(g.controller, "needs_hidden", False):
-                    g.controller.see(b.hidden(g))
-                waiting = np.isnan(b.s.pending[g.lanes])
-                b.apply(g, obs, g.controller.propose(obs))
-                asks[g.lanes] += waiting & ~np.isnan(b.s.pending[g.lanes])  # questions asked now
-                if record is not None:
-                    record(b, b.groups.index(g))
+        for g in b.decisions():
+            obs = b.observation(g)
+            if getattr(g.controller, "needs_hidden", False):
+                g.controller.see(b.hidden(g))
+            waiting = np.isnan(b.s.pending[g.lanes])
+            b.apply(g, obs, g.controller.propose(obs))
+            asks[g.lanes] += waiting & ~np.isnan(b.s.pending[g.lanes])  # questions asked now
+            if record is not None:
+                record(b, b.groups.index(g))
         attended += active
         over_s += b.state.sess_over_s
         vr_s += b.state.sess_vr_s

@@ -1,7 +1,7 @@
 """The SUDS protocol, the default controller, in a live session whose patient never answers a
-question: it keeps asking once a minute and waits at its level (it climbs only on ratings), so an
-unanswered question can never take the patient up the hierarchy. The same session with the virtual
-patient answering does climb, so the test can fail."""
+question: it asks once, the question stays open, and it waits at its level (it climbs only on
+ratings), so an unanswered question can never take the patient up the hierarchy. The same session
+with the virtual patient answering does climb, so the test can fail."""
 
 from __future__ import annotations
 

@@ -157,15 +157,11 @@ def _batch(controller_factory, n=8, minutes=10.0, seed=3):
     b = BatchSession(p, table, [(controller_factory(), shield)], seed=seed)
     b.start_session(60.0 * minutes)
     asked_t = [[] for _ in range(n)]
-    while True:
-        due = b.advance()
-        if not due:
-            break
-        for g in due:
-            obs = b.observation(g)
-            res = b.apply(g, obs, g.controller.propose(obs))
-            for i in np.flatnonzero(res.asked):
-                asked_t[i].append(b.t)
+    for g in b.decisions():
+        obs = b.observation(g)
+        res = b.apply(g, obs, g.controller.propose(obs))
+        for i in np.flatnonzero(res.asked):
+            asked_t[i].append(b.t)
     return asked_t, shield
 
 

@@ -31,14 +31,10 @@ def _run(cls, sensor: str, controller: str, scene: str) -> list[np.ndarray]:
     out = []
     for _ in range(2):
         b.start_session(240.0)
-        while True:
-            due = b.advance()
-            if not due:
-                break
-            for g in due:
-                obs = b.observation(g)
-                b.apply(g, obs, g.controller.propose(obs))
-                out += [b.s.intensity.copy(), b.s.target.copy(), b.s.level_since.copy(), b.s.max_level.copy()]
+        for g in b.decisions():
+            obs = b.observation(g)
+            b.apply(g, obs, g.controller.propose(obs))
+            out += [b.s.intensity.copy(), b.s.target.copy(), b.s.level_since.copy(), b.s.max_level.copy()]
         out += [b.s.intensity.copy(), b.s.target.copy(), b.s.max_level.copy()]
         b.end_session()
     return out

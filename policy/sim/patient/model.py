@@ -264,7 +264,7 @@ def step(p: Params, s: State, u: np.ndarray, asked: np.ndarray, session: int, se
 
     The equations are :func:`_step_lanes` (compiled, per patient); this gathers their inputs."""
     n = p.n
-    P, a_fear, _ = _step_params(p)
+    P, a_fear = _step_params(p)
     breath = np.array([np.sin(6.283185307179586 * (second + k / 3.0) / 4.5) for k in range(3)])
     ns = State(A=np.empty(n), H=np.empty_like(s.H), S=np.empty(n), safety=np.empty_like(s.safety), cs=np.empty(n),
                hr=np.empty(n), hr_opt=np.empty(n), phase=np.empty(n), look=np.empty(n), dip=np.empty(n),
@@ -296,11 +296,11 @@ _STEP_PARAMS = ("look_away_max", "look_away_mid", "suds_cost", "presence", "seve
  P_CONCORDANCE, P_SCENE_HR, P_RMSSD_REST, P_CONTACT_DELAY_S, P_MAX_HR, P_SIG0, P_A_HR_UP, P_A_HR_DOWN) = range(24)
 
 
-def _step_params(p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_step_lanes`'s parameter matrix (the ``P_*`` columns), the fear's rise and fall per second,
-    and σ(−slope·midpoint) per lane (cached on the Params), with the exponentials of parameters alone taken
-    by numpy once: the figures the numpy model had, to the bit (numpy's SIMD exp rounds some arguments
-    differently from the C library's, which the kernel uses)."""
+def _step_params(p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_step_lanes`'s parameter matrix (the ``P_*`` columns) and the fear's rise and fall per
+    second (cached on the Params), with the exponentials of parameters alone taken by numpy once: the
+    figures the numpy model had, to the bit (numpy's SIMD exp rounds some arguments differently from the
+    C library's, which the kernel uses)."""
     c = p.__dict__.get("_step_cache")
     if c is None:
         sig0 = _sig(-p.slope * p.midpoint)
@@ -308,14 +308,14 @@ def _step_params(p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a_hr_down = 1.0 - np.exp(-1.0 / p.hr_tau_down)
         cols = [p.p[k] for k in _STEP_PARAMS] + [p.max_hr, sig0, a_hr_up, a_hr_down]
         P = np.ascontiguousarray(np.stack([np.asarray(x, dtype=float).reshape(p.n) for x in cols], axis=1))
-        c = (P, 1.0 - np.exp(-1.0 / np.array([8.0, 30.0])), np.ascontiguousarray(sig0, dtype=float))
+        c = (P, 1.0 - np.exp(-1.0 / np.array([8.0, 30.0])))
         object.__setattr__(p, "_step_cache", c)  # Params is frozen; the cache follows from its arrays
     return c
 
 
 def _sig0(p: Params) -> np.ndarray:
     """σ(−slope·midpoint): the logistic of V(u) at u = 0, per lane."""
-    return _step_params(p)[2]
+    return np.ascontiguousarray(_step_params(p)[0][:, P_SIG0])
 
 
 @numba.njit(cache=True)
